@@ -1,0 +1,336 @@
+//! Outbound HTTP from plugins: the one place that decides whether a request
+//! may leave the sandbox.
+//!
+//! [`EgressPolicy`] holds a plugin's `allow_hosts`; [`PluginEgress`] is the
+//! wasi-http hook that consults it for every request, reports denials as
+//! [`EgressDenial`] data (the plugin sees `HttpRequestDenied`, the journal
+//! gets a record) and forwards allowed requests.
+//!
+//! Patterns: `host`, `host:port`, `*.suffix`, `*.suffix:port`, `host:*`,
+//! optionally prefixed with `http://` or `https://` to restrict the scheme.
+//! A pattern without a port allows only the scheme's default port (80 for
+//! http, 443 for https).
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One `allow_hosts` entry, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    scheme: Option<String>,
+    host: HostMatch,
+    port: PortMatch,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Exact(String),
+    /// `*.example.com` stores `.example.com`.
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortMatch {
+    Default,
+    Any,
+    Exact(u16),
+}
+
+impl HostPattern {
+    /// Parse one pattern; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let original = text.to_string();
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err("empty host pattern".into());
+        }
+        let (scheme, rest) = match trimmed.split_once("://") {
+            Some((scheme, rest)) => {
+                let scheme = scheme.to_ascii_lowercase();
+                if scheme != "http" && scheme != "https" {
+                    return Err(format!("scheme `{scheme}` is not http or https"));
+                }
+                (Some(scheme), rest)
+            }
+            None => (None, trimmed),
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') {
+            return Err("a host pattern has no path".into());
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, "*")) => (host, PortMatch::Any),
+            Some((host, port)) => (
+                host,
+                PortMatch::Exact(
+                    port.parse()
+                        .map_err(|_| format!("port `{port}` is not a number from 1 to 65535"))?,
+                ),
+            ),
+            None => (rest, PortMatch::Default),
+        };
+        let host = host.to_ascii_lowercase();
+        if host.is_empty() {
+            return Err("missing host".into());
+        }
+        let host = if let Some(suffix) = host.strip_prefix("*.") {
+            if suffix.is_empty() || suffix.contains('*') {
+                return Err("a wildcard must look like `*.example.com`".into());
+            }
+            HostMatch::Suffix(format!(".{suffix}"))
+        } else if host.contains('*') {
+            return Err("`*` is allowed only as the first label (`*.example.com`)".into());
+        } else {
+            HostMatch::Exact(host)
+        };
+        Ok(HostPattern {
+            scheme,
+            host,
+            port,
+            text: original,
+        })
+    }
+
+    /// An exact `host:port` pattern (used for endpoint overrides).
+    pub fn exact(scheme: Option<&str>, host: &str, port: u16) -> Self {
+        HostPattern {
+            scheme: scheme.map(str::to_string),
+            host: HostMatch::Exact(host.to_ascii_lowercase()),
+            port: PortMatch::Exact(port),
+            text: format!("{}{host}:{port}", scheme.map(|s| format!("{s}://")).unwrap_or_default()),
+        }
+    }
+
+    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if let Some(required) = &self.scheme {
+            if required != scheme {
+                return false;
+            }
+        }
+        let host_ok = match &self.host {
+            HostMatch::Exact(h) => h == host,
+            HostMatch::Suffix(s) => host.ends_with(s.as_str()) && host.len() > s.len(),
+        };
+        let port_ok = match self.port {
+            PortMatch::Any => true,
+            PortMatch::Exact(p) => p == port,
+            PortMatch::Default => port == default_port(scheme),
+        };
+        host_ok && port_ok
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "http" {
+        80
+    } else {
+        443
+    }
+}
+
+/// The hosts one plugin may reach. Empty means nothing may leave.
+#[derive(Debug, Clone, Default)]
+pub struct EgressPolicy {
+    allowed: Vec<HostPattern>,
+}
+
+/// Whether a request may leave, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EgressDecision {
+    Allow,
+    Deny(String),
+}
+
+impl EgressPolicy {
+    pub fn new(allowed: Vec<HostPattern>) -> Self {
+        EgressPolicy { allowed }
+    }
+
+    pub fn allow(&mut self, pattern: HostPattern) {
+        if !self.allowed.contains(&pattern) {
+            self.allowed.push(pattern);
+        }
+    }
+
+    pub fn patterns(&self) -> &[HostPattern] {
+        &self.allowed
+    }
+
+    /// Decide for a request to `uri`.
+    pub fn decide(&self, uri: &http::Uri) -> EgressDecision {
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let Some(host) = uri.host() else {
+            return EgressDecision::Deny("the request names no host".into());
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
+        if self.allowed.is_empty() {
+            return EgressDecision::Deny("the plugin has no allow_hosts".into());
+        }
+        if self.allowed.iter().any(|p| p.matches(&scheme, &host, port)) {
+            EgressDecision::Allow
+        } else {
+            EgressDecision::Deny(format!(
+                "{scheme}://{host}:{port} is not in allow_hosts [{}]",
+                self.allowed
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+}
+
+/// A request the policy refused, as data for the journal.
+#[derive(Debug, Clone)]
+pub struct EgressDenial {
+    pub method: String,
+    pub url: String,
+    pub reason: String,
+}
+
+/// Something that may rewrite an allowed request before it leaves (a
+/// credential signer); it runs only for requests the policy allowed.
+pub trait EgressAuthorizer: Send + Sync {
+    fn authorize(
+        &self,
+        request: http::Request<WasiBody>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<http::Request<WasiBody>, String>> + Send>,
+    >;
+}
+
+/// The wasi-http hook of one sandboxed call.
+pub struct PluginEgress {
+    policy: Arc<EgressPolicy>,
+    authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    on_denial: Box<dyn Fn(EgressDenial) + Send + Sync>,
+}
+
+impl PluginEgress {
+    pub fn new(
+        policy: Arc<EgressPolicy>,
+        authorizer: Option<Arc<dyn EgressAuthorizer>>,
+        on_denial: Box<dyn Fn(EgressDenial) + Send + Sync>,
+    ) -> Self {
+        PluginEgress {
+            policy,
+            authorizer,
+            on_denial,
+        }
+    }
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for PluginEgress {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        if let EgressDecision::Deny(reason) = self.policy.decide(request.uri()) {
+            tracing::debug!(uri = %request.uri(), %reason, "egress denied");
+            (self.on_denial)(EgressDenial {
+                method: request.method().to_string(),
+                url: request.uri().to_string(),
+                reason,
+            });
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let authorizer = self.authorizer.clone();
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let request = match authorizer {
+                Some(authorizer) => authorizer.authorize(request).await.map_err(|e| {
+                    tracing::warn!(error = %e, "could not authorize an allowed request");
+                    wasmtime_wasi_http::Error::InternalError(Some(e))
+                })?,
+                None => request,
+            };
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(patterns: &[&str]) -> EgressPolicy {
+        EgressPolicy::new(patterns.iter().map(|p| HostPattern::parse(p).unwrap()).collect())
+    }
+
+    fn decide(policy: &EgressPolicy, url: &str) -> bool {
+        policy.decide(&url.parse().unwrap()) == EgressDecision::Allow
+    }
+
+    #[test]
+    fn exact_host_allows_only_its_default_port() {
+        let p = policy(&["ec2.us-east-1.amazonaws.com"]);
+        assert!(decide(&p, "https://ec2.us-east-1.amazonaws.com/"));
+        assert!(!decide(&p, "https://ec2.us-east-1.amazonaws.com:8443/"));
+        assert!(!decide(&p, "https://ec2.us-west-2.amazonaws.com/"));
+        assert!(decide(&p, "http://ec2.us-east-1.amazonaws.com/"), "http on 80");
+    }
+
+    #[test]
+    fn wildcard_needs_a_label_before_the_suffix() {
+        let p = policy(&["*.amazonaws.com"]);
+        assert!(decide(&p, "https://ec2.eu-west-1.amazonaws.com/x"));
+        assert!(!decide(&p, "https://amazonaws.com/"));
+        assert!(!decide(&p, "https://evilamazonaws.com/"));
+        assert!(!decide(&p, "https://amazonaws.com.evil.net/"));
+    }
+
+    #[test]
+    fn ports_and_schemes_are_enforced() {
+        let p = policy(&["127.0.0.1:5000", "https://api.example.com", "any.example.com:*"]);
+        assert!(decide(&p, "http://127.0.0.1:5000/"));
+        assert!(!decide(&p, "http://127.0.0.1:5001/"));
+        assert!(decide(&p, "https://api.example.com/"));
+        assert!(!decide(&p, "http://api.example.com:443/"));
+        assert!(decide(&p, "http://any.example.com:1234/"));
+    }
+
+    #[test]
+    fn empty_policy_denies_everything() {
+        let p = EgressPolicy::default();
+        assert!(!decide(&p, "https://example.com/"));
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected_with_a_reason() {
+        assert!(HostPattern::parse("ftp://x").unwrap_err().contains("scheme"));
+        assert!(HostPattern::parse("a.*.com").unwrap_err().contains("first label"));
+        assert!(HostPattern::parse("host:99999").unwrap_err().contains("port"));
+        assert!(HostPattern::parse("host/path").unwrap_err().contains("path"));
+        assert!(HostPattern::parse("").is_err());
+    }
+}

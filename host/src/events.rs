@@ -1,0 +1,139 @@
+//! Everything that happens in a run, as data. Each [`RunEvent`] becomes one
+//! journal record and, with `--json`, one line on stdout.
+
+use serde::{Deserialize, Serialize};
+
+/// Outcome of a step or a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        run_id: String,
+        playbook: String,
+        playbook_sha256: String,
+        targets: Vec<String>,
+        concurrency: usize,
+    },
+    PluginLoaded {
+        plugin: String,
+        path: String,
+        sha256: String,
+        world: String,
+        name: String,
+        version: String,
+        allow_hosts: Vec<String>,
+    },
+    /// A mutating step runs without a preserved snapshot because the
+    /// playbook said `allow_unpreserved = true`.
+    UnpreservedMutationAllowed {
+        step: String,
+        action: String,
+    },
+    TargetStarted {
+        target: String,
+    },
+    StepStarted {
+        target: String,
+        step: String,
+        plugin: String,
+        action: String,
+        attempt: u32,
+        mutating: bool,
+    },
+    StepRetrying {
+        target: String,
+        step: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    StepFinished {
+        target: String,
+        step: String,
+        action: String,
+        status: Status,
+        attempts: u32,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
+    },
+    StepSkipped {
+        target: String,
+        step: String,
+        reason: String,
+    },
+    PluginLog {
+        target: String,
+        step: String,
+        plugin: String,
+        level: String,
+        message: String,
+    },
+    PluginProgress {
+        target: String,
+        step: String,
+        done: u64,
+        total: u64,
+        message: String,
+    },
+    EgressDenied {
+        target: String,
+        step: String,
+        plugin: String,
+        method: String,
+        url: String,
+        reason: String,
+    },
+    ArtifactRecorded {
+        target: String,
+        step: String,
+        kind: String,
+        provider_id: String,
+        location: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+    TargetFinished {
+        target: String,
+        status: Status,
+        failed_steps: Vec<String>,
+        duration_ms: u64,
+    },
+    RunFinished {
+        run_id: String,
+        succeeded: usize,
+        failed: usize,
+        duration_ms: u64,
+    },
+}
+
+impl RunEvent {
+    /// The target an event belongs to, if any.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            RunEvent::TargetStarted { target }
+            | RunEvent::StepStarted { target, .. }
+            | RunEvent::StepRetrying { target, .. }
+            | RunEvent::StepFinished { target, .. }
+            | RunEvent::StepSkipped { target, .. }
+            | RunEvent::PluginLog { target, .. }
+            | RunEvent::PluginProgress { target, .. }
+            | RunEvent::EgressDenied { target, .. }
+            | RunEvent::ArtifactRecorded { target, .. }
+            | RunEvent::TargetFinished { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! irhost: cloud incident response, run as sandboxed WebAssembly plugins
+//! composed by TOML playbooks.
+//!
+//! - [`playbook`] parses and checks playbooks; [`plan`] validates them
+//!   against the plugins' `describe` and lays out the DAG per target;
+//! - [`runtime`] loads plugins as components and calls them in sandboxes;
+//! - [`egress`] decides which outbound requests may leave;
+//! - [`engine`] runs a plan over targets; [`journal`] records every event
+//!   in a hash-chained case journal.
+
+pub mod egress;
+pub mod engine;
+pub mod events;
+pub mod journal;
+pub mod plan;
+pub mod playbook;
+pub mod runtime;
+pub mod target;

@@ -1,0 +1,500 @@
+//! The plugin runtime: one wasmtime [`Engine`] (async, epoch interruption,
+//! pooling allocator), a [`Linker`] with only the WASI pieces a plugin may
+//! use, and [`LoadedPlugin`]s whose `InstancePre` is reused while every
+//! call gets a fresh `Store`, so nothing leaks between targets.
+
+pub mod bindings;
+pub mod cache;
+pub mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+
+use crate::egress::{EgressAuthorizer, EgressPolicy, PluginEgress};
+use crate::events::RunEvent;
+use crate::playbook::PluginLimits;
+use bindings::{
+    Artifact, InterfaceInventory, IsolationRecord, PluginError, PluginInfo, SealRecord, StepInput,
+    StepOutput, Target,
+};
+pub use cache::{CacheOutcome, ComponentCache};
+use sandbox::{CallContext, LimitExceeded, SandboxState};
+
+/// Granularity of CPU accounting and interruption.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling instance allocator (fast instantiation).
+    pub pooling: bool,
+    /// Concurrent instances the pool holds.
+    pub pool_instances: u32,
+    /// The largest linear memory any plugin may be given.
+    pub max_memory_bytes: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: ComponentCache::default_dir(),
+            pooling: true,
+            pool_instances: 256,
+            max_memory_bytes: 4 << 30,
+        }
+    }
+}
+
+/// The world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginWorld {
+    Provider,
+    Step,
+}
+
+impl PluginWorld {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PluginWorld::Provider => "provider",
+            PluginWorld::Step => "step",
+        }
+    }
+}
+
+enum PluginPre {
+    Provider(bindings::provider::ProviderPre<SandboxState>),
+    Step(bindings::step::StepPre<SandboxState>),
+}
+
+/// A compiled plugin, ready to be instantiated for each call.
+pub struct LoadedPlugin {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub world: PluginWorld,
+    pub info: PluginInfo,
+    pub limits: PluginLimits,
+    pub egress: Arc<EgressPolicy>,
+    pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    pub config: serde_json::Value,
+    pub cache: CacheOutcome,
+    pub imports: Vec<String>,
+    pre: PluginPre,
+}
+
+/// What the runtime needs to know to load a plugin.
+#[derive(Clone)]
+pub struct PluginSource {
+    pub name: String,
+    pub path: PathBuf,
+    pub sha256: Option<String>,
+    pub limits: PluginLimits,
+    pub egress: EgressPolicy,
+    pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    pub config: serde_json::Value,
+}
+
+/// One call into a plugin.
+pub struct Invocation {
+    pub action: String,
+    pub target: Target,
+    /// Outputs of earlier steps (custom steps get them all; `seal` gets
+    /// their artifacts; `release` the isolation record if there is one).
+    pub inputs: Vec<StepInput>,
+    pub previous_isolation: Option<IsolationRecord>,
+    pub call: CallContext,
+    /// Overrides the plugin's wall-clock limit (a step's `timeout`).
+    pub timeout: Option<Duration>,
+}
+
+/// What a plugin returned.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum PluginOutput {
+    Artifacts(Vec<Artifact>),
+    Interfaces(InterfaceInventory),
+    Isolation(IsolationRecord),
+    Seal(SealRecord),
+    Step(StepOutput),
+    Info(PluginInfo),
+}
+
+/// Why a call did not produce an output.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallFailure {
+    /// The plugin returned an error.
+    #[error("{0}")]
+    Plugin(PluginError),
+    /// The plugin ran into a resource limit.
+    #[error("{0}")]
+    Limit(String),
+    /// The call outlived its wall-clock limit.
+    #[error("timed out after {0:?} (wall clock, including waiting on host I/O)")]
+    Timeout(Duration),
+    /// The plugin trapped (panic, abort, stack overflow, ...).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The output was larger than the plugin's `max_output_kb`.
+    #[error("output of {size} bytes exceeds the limit of {limit} bytes")]
+    OutputTooLarge { size: usize, limit: u64 },
+    /// The action is not one this world can perform.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl CallFailure {
+    /// Whether retrying may help: throttling, provider failures and timeouts.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            CallFailure::Plugin(PluginError::Throttled(_))
+                | CallFailure::Plugin(PluginError::Provider(_))
+                | CallFailure::Timeout(_)
+        )
+    }
+
+    /// The delay the plugin asked for, if it was throttled.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            CallFailure::Plugin(PluginError::Throttled(t)) => {
+                Some(Duration::from_millis(t.retry_after_ms))
+            }
+            _ => None,
+        }
+    }
+}
+
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("irhost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The engine, linker and cache shared by every plugin of a process.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<SandboxState>,
+    cache: ComponentCache,
+    _ticker: EpochTicker,
+}
+
+impl PluginRuntime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            .async_stack_size(2 << 20);
+        if config.pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let n = config.pool_instances;
+            pool.total_component_instances(n)
+                .total_core_instances(n * 4)
+                .total_memories(n * 2)
+                .total_tables(n * 4)
+                .total_stacks(n)
+                .max_memories_per_component(4)
+                .max_memory_size(config.max_memory_bytes as usize);
+            wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&wasm)?;
+        let mut linker: Linker<SandboxState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        bindings::host_api::add_to_linker::<SandboxState, HasSelf<CallContext>>(
+            &mut linker,
+            |state: &mut SandboxState| &mut state.call,
+        )?;
+        let cache = ComponentCache::new(&engine, config.cache_dir.clone());
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Read, verify (against a pinned sha256), compile or load from cache,
+    /// link, and `describe` a plugin.
+    pub async fn load(&self, source: PluginSource) -> anyhow::Result<LoadedPlugin> {
+        let wasm = std::fs::read(&source.path)
+            .with_context(|| format!("cannot read plugin `{}` at {}", source.name, source.path.display()))?;
+        let sha256 = hex::encode(Sha256::digest(&wasm));
+        if let Some(pinned) = &source.sha256 {
+            if pinned != &sha256 {
+                anyhow::bail!(
+                    "plugin `{}`: sha256 mismatch: the playbook pins {pinned}, but {} has {sha256}; refusing to run it",
+                    source.name,
+                    source.path.display()
+                );
+            }
+        }
+        let (component, cache) = self
+            .cache
+            .load(&self.engine, &wasm, &sha256)
+            .with_context(|| format!("plugin `{}` ({}) is not a valid component", source.name, source.path.display()))?;
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let world = if exports.iter().any(|e| e == "snapshot") {
+            PluginWorld::Provider
+        } else if exports.iter().any(|e| e == "run") {
+            PluginWorld::Step
+        } else {
+            anyhow::bail!(
+                "plugin `{}` exports neither the `provider` nor the `step` world of irhost:plugin@0.1.0 (exports: {})",
+                source.name,
+                exports.join(", ")
+            );
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
+            format!("plugin `{}` imports something the sandbox does not offer", source.name)
+        })?;
+        let pre = match world {
+            PluginWorld::Provider => PluginPre::Provider(bindings::provider::ProviderPre::new(instance_pre)?),
+            PluginWorld::Step => PluginPre::Step(bindings::step::StepPre::new(instance_pre)?),
+        };
+        let mut plugin = LoadedPlugin {
+            name: source.name.clone(),
+            path: source.path,
+            sha256,
+            world,
+            info: PluginInfo {
+                name: source.name.clone(),
+                version: String::new(),
+                provider: String::new(),
+                actions: Vec::new(),
+            },
+            limits: source.limits,
+            egress: Arc::new(source.egress),
+            authorizer: source.authorizer,
+            config: source.config,
+            cache,
+            imports,
+            pre,
+        };
+        let quiet: sandbox::EventSink = Arc::new(|_| {});
+        let describe = Invocation {
+            action: "describe".into(),
+            target: Target {
+                provider: String::new(),
+                id: String::new(),
+                region: None,
+                account: None,
+                attributes: Vec::new(),
+            },
+            inputs: Vec::new(),
+            previous_isolation: None,
+            call: CallContext {
+                plugin: source.name.clone(),
+                step: "describe".into(),
+                target: String::new(),
+                case_id: String::new(),
+                attempt: 1,
+                params: plugin.config.clone(),
+                events: quiet,
+                log_budget: sandbox::LOG_BUDGET_BYTES,
+            },
+            timeout: None,
+        };
+        match plugin.invoke(self, describe).await {
+            Ok(PluginOutput::Info(info)) => plugin.info = info,
+            Ok(_) => unreachable!("describe returns plugin info"),
+            Err(e) => anyhow::bail!("plugin `{}`: describe failed: {e}", source.name),
+        }
+        Ok(plugin)
+    }
+}
+
+impl LoadedPlugin {
+    /// The action's entry in `describe`, if the plugin supports it.
+    pub fn action(&self, name: &str) -> Option<&bindings::ActionInfo> {
+        self.info.actions.iter().find(|a| a.name == name)
+    }
+
+    /// Instantiate the plugin in a fresh store and make one call, within
+    /// the plugin's memory, CPU and wall-clock limits.
+    pub async fn invoke(
+        &self,
+        runtime: &PluginRuntime,
+        invocation: Invocation,
+    ) -> Result<PluginOutput, CallFailure> {
+        let events = invocation.call.events.clone();
+        let (target_label, step) = (invocation.call.target.clone(), invocation.call.step.clone());
+        let plugin_name = self.name.clone();
+        let egress = PluginEgress::new(
+            self.egress.clone(),
+            self.authorizer.clone(),
+            Box::new(move |denial| {
+                events(RunEvent::EgressDenied {
+                    target: target_label.clone(),
+                    step: step.clone(),
+                    plugin: plugin_name.clone(),
+                    method: denial.method,
+                    url: denial.url,
+                    reason: denial.reason,
+                })
+            }),
+        );
+        let cpu_ticks = (self.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let cpu_limit_ms = self.limits.cpu.as_millis() as u64;
+        let state = SandboxState::new(
+            invocation.call.clone(),
+            egress,
+            self.limits.memory_bytes as usize,
+            cpu_ticks,
+        );
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            if state.cpu_ticks_left == 0 {
+                return Err(LimitExceeded::Cpu { limit_ms: cpu_limit_ms }.into());
+            }
+            state.cpu_ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let wall = invocation.timeout.unwrap_or(self.limits.timeout);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(wall, self.call_in(&mut store, invocation)).await;
+        store.data_mut().flush_captured_output();
+        let result = match outcome {
+            Err(_) => Err(CallFailure::Timeout(wall)),
+            Ok(Err(trap)) => Err(classify_trap(trap)),
+            Ok(Ok(result)) => result,
+        };
+        tracing::debug!(plugin = %self.name, elapsed = ?started.elapsed(), ok = result.is_ok(), "plugin call");
+        let output = result?;
+        let size = serde_json::to_vec(&output).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size as u64 > self.limits.max_output_bytes {
+            return Err(CallFailure::OutputTooLarge {
+                size,
+                limit: self.limits.max_output_bytes,
+            });
+        }
+        Ok(output)
+    }
+
+    async fn call_in(
+        &self,
+        store: &mut Store<SandboxState>,
+        invocation: Invocation,
+    ) -> wasmtime::Result<Result<PluginOutput, CallFailure>> {
+        let target = &invocation.target;
+        Ok(match &self.pre {
+            PluginPre::Provider(pre) => {
+                let plugin = pre.instantiate_async(&mut *store).await?;
+                match invocation.action.as_str() {
+                    "describe" => Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?)),
+                    "snapshot" => plugin.call_snapshot(&mut *store, target).await?.map(PluginOutput::Artifacts).map_err(CallFailure::Plugin),
+                    "enumerate-interfaces" => plugin
+                        .call_enumerate_interfaces(&mut *store, target)
+                        .await?
+                        .map(PluginOutput::Interfaces)
+                        .map_err(CallFailure::Plugin),
+                    "isolate" => plugin.call_isolate(&mut *store, target).await?.map(PluginOutput::Isolation).map_err(CallFailure::Plugin),
+                    "seal" => {
+                        let artifacts: Vec<Artifact> = invocation.inputs.iter().flat_map(|i| i.artifacts.iter().cloned()).collect();
+                        plugin.call_seal(&mut *store, target, &artifacts).await?.map(PluginOutput::Seal).map_err(CallFailure::Plugin)
+                    }
+                    "release" => plugin
+                        .call_release(&mut *store, target, invocation.previous_isolation.as_ref())
+                        .await?
+                        .map(PluginOutput::Isolation)
+                        .map_err(CallFailure::Plugin),
+                    other => Err(CallFailure::Unsupported(format!(
+                        "`{other}` is not a provider action (snapshot, enumerate-interfaces, isolate, seal, release)"
+                    ))),
+                }
+            }
+            PluginPre::Step(pre) => {
+                let plugin = pre.instantiate_async(&mut *store).await?;
+                if invocation.action == "describe" {
+                    Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?))
+                } else {
+                    let params = invocation.call.params.to_string();
+                    plugin
+                        .call_run(&mut *store, &invocation.action, target, &params, &invocation.inputs)
+                        .await?
+                        .map(PluginOutput::Step)
+                        .map_err(CallFailure::Plugin)
+                }
+            }
+        })
+    }
+}
+
+fn classify_trap(error: wasmtime::Error) -> CallFailure {
+    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        return CallFailure::Limit(limit.to_string());
+    }
+    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        let what = match trap {
+            wasmtime::Trap::StackOverflow => "call stack exhausted (deep recursion)".to_string(),
+            wasmtime::Trap::UnreachableCodeReached => {
+                "unreachable instruction executed (a panic or abort in the plugin)".to_string()
+            }
+            wasmtime::Trap::MemoryOutOfBounds => "out-of-bounds memory access".to_string(),
+            other => other.to_string(),
+        };
+        return CallFailure::Trap(what);
+    }
+    CallFailure::Trap(error.to_string())
+}
+
+/// Build a [`PluginSource`] from a playbook's plugin entry.
+pub fn source_from_spec(spec: &crate::playbook::PluginSpec) -> PluginSource {
+    PluginSource {
+        name: spec.name.clone(),
+        path: spec.path.clone(),
+        sha256: spec.sha256.clone(),
+        limits: spec.limits,
+        egress: spec.egress.clone(),
+        authorizer: None,
+        config: spec.config.clone(),
+    }
+}

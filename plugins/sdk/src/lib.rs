@@ -1,0 +1,239 @@
+//! Guest SDK for irhost plugins.
+//!
+//! A plugin author implements one trait — [`Provider`] for a cloud provider
+//! plugin (the `provider` world), [`Step`] for a custom step (the `step`
+//! world) — and calls one export macro, [`export_provider!`] or
+//! [`export_step!`]. The wit-bindgen details stay in this crate.
+//!
+//! ```ignore
+//! use irhost_plugin_sdk::prelude::*;
+//!
+//! struct Notify;
+//! impl Step for Notify {
+//!     fn describe() -> PluginInfo { PluginInfo::new("notify", "0.1.0", "any").action("run", false, "post a message") }
+//!     fn run(_action: &str, target: Target, params: serde_json::Value, _inputs: Vec<StepInput>) -> Result<StepOutput, PluginError> {
+//!         log::info(&format!("notifying about {}", target.id));
+//!         Ok(StepOutput::values(serde_json::json!({"sent": true})))
+//!     }
+//! }
+//! export_step!(Notify);
+//! ```
+//!
+//! Plugins get outbound HTTP over `wasi:http` through [`http`] (built on
+//! `wstd`); the host decides which hosts a plugin may reach.
+
+pub mod http;
+pub mod log;
+
+#[doc(hidden)]
+pub mod bindings {
+    //! Generated bindings of both worlds; the `step` world reuses the
+    //! `provider` world's types so that one set of Rust types serves both.
+    pub mod provider {
+        wit_bindgen::generate!({
+            path: "../../wit/v0.1.0",
+            world: "irhost:plugin/provider@0.1.0",
+            with: {
+                "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+                "wasi:http/types@0.2.12": wasip2::http::types,
+                "wasi:io/poll@0.2.12": wasip2::io::poll,
+                "wasi:io/error@0.2.12": wasip2::io::error,
+                "wasi:io/streams@0.2.12": wasip2::io::streams,
+                "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_provider_world",
+            default_bindings_module: "irhost_plugin_sdk::bindings::provider",
+        });
+    }
+    pub mod step {
+        wit_bindgen::generate!({
+            path: "../../wit/v0.1.0",
+            world: "irhost:plugin/step@0.1.0",
+            with: {
+                "irhost:plugin/types@0.1.0": crate::bindings::provider::irhost::plugin::types,
+                "irhost:plugin/host@0.1.0": crate::bindings::provider::irhost::plugin::host,
+                "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+                "wasi:http/types@0.2.12": wasip2::http::types,
+                "wasi:io/poll@0.2.12": wasip2::io::poll,
+                "wasi:io/error@0.2.12": wasip2::io::error,
+                "wasi:io/streams@0.2.12": wasip2::io::streams,
+                "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_step_world",
+            default_bindings_module: "irhost_plugin_sdk::bindings::step",
+        });
+    }
+}
+
+mod types_ext;
+
+pub use bindings::provider::irhost::plugin::types::{
+    ActionInfo, Artifact, ArtifactKind, Direction, ExposedPort, InterfaceInventory,
+    IsolationChange, IsolationRecord, NetworkInterface, PluginError, PluginInfo, ProviderFailure,
+    Rule, SealRecord, SecurityGroup, StepInput, StepOutput, Target, Throttle,
+};
+pub use serde_json;
+pub use wstd;
+
+use bindings::provider::irhost::plugin::host as wit_host;
+
+/// A cloud provider plugin. Every verb but [`Provider::describe`] defaults
+/// to `unsupported`, so a plugin implements the ones it offers.
+pub trait Provider {
+    /// Name, version, provider and supported actions (with which mutate).
+    fn describe() -> PluginInfo;
+
+    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
+        Err(PluginError::unsupported_action("snapshot", &target))
+    }
+    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
+        Err(PluginError::unsupported_action("enumerate-interfaces", &target))
+    }
+    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
+        Err(PluginError::unsupported_action("isolate", &target))
+    }
+    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
+        let _ = artifacts;
+        Err(PluginError::unsupported_action("seal", &target))
+    }
+    fn release(
+        target: Target,
+        previous: Option<IsolationRecord>,
+    ) -> Result<IsolationRecord, PluginError> {
+        let _ = previous;
+        Err(PluginError::unsupported_action("release", &target))
+    }
+}
+
+/// A custom step plugin.
+pub trait Step {
+    /// Name, version and the step's actions (with which mutate the target).
+    fn describe() -> PluginInfo;
+
+    /// Run `action` for one target. `params` is the step's `with` table
+    /// merged over the plugin's `config`; `inputs` are the outputs of the
+    /// steps this one depends on.
+    fn run(
+        action: &str,
+        target: Target,
+        params: serde_json::Value,
+        inputs: Vec<StepInput>,
+    ) -> Result<StepOutput, PluginError>;
+}
+
+/// The step's parameters merged over the plugin's `config`.
+pub fn params() -> serde_json::Value {
+    serde_json::from_str(&wit_host::params()).unwrap_or(serde_json::Value::Null)
+}
+
+/// One parameter, decoded into `T`; `Ok(None)` when absent, an
+/// invalid-input error naming the parameter when it has the wrong shape.
+pub fn param<T: serde::de::DeserializeOwned>(name: &str) -> Result<Option<T>, PluginError> {
+    match wit_host::param(name) {
+        None => Ok(None),
+        Some(json) => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| PluginError::InvalidInput(format!("parameter `{name}`: {e}"))),
+    }
+}
+
+/// Report progress of a long action.
+pub fn progress(done: u64, total: u64, message: &str) {
+    wit_host::progress(done, total, message)
+}
+
+/// The case this run belongs to.
+pub fn case_id() -> String {
+    wit_host::case_id()
+}
+
+/// 1 for the first attempt of a step, 2 for its first retry, ...
+pub fn attempt() -> u32 {
+    wit_host::attempt()
+}
+
+/// Run a future to completion on the plugin's single-threaded WASI reactor.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    wstd::runtime::block_on(future)
+}
+
+#[doc(hidden)]
+pub struct ProviderAdapter<T>(std::marker::PhantomData<T>);
+
+impl<T: Provider> bindings::provider::Guest for ProviderAdapter<T> {
+    fn describe() -> PluginInfo {
+        T::describe()
+    }
+    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
+        T::snapshot(target)
+    }
+    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
+        T::enumerate_interfaces(target)
+    }
+    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
+        T::isolate(target)
+    }
+    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
+        T::seal(target, artifacts)
+    }
+    fn release(
+        target: Target,
+        previous: Option<IsolationRecord>,
+    ) -> Result<IsolationRecord, PluginError> {
+        T::release(target, previous)
+    }
+}
+
+#[doc(hidden)]
+pub struct StepAdapter<T>(std::marker::PhantomData<T>);
+
+impl<T: Step> bindings::step::Guest for StepAdapter<T> {
+    fn describe() -> PluginInfo {
+        T::describe()
+    }
+    fn run(
+        action: String,
+        target: Target,
+        params: String,
+        inputs: Vec<StepInput>,
+    ) -> Result<StepOutput, PluginError> {
+        let params = serde_json::from_str(&params)
+            .map_err(|e| PluginError::InvalidInput(format!("step parameters: {e}")))?;
+        T::run(&action, target, params, inputs)
+    }
+}
+
+/// Export a [`Provider`] implementation as the plugin's component.
+#[macro_export]
+macro_rules! export_provider {
+    ($plugin:ty) => {
+        type __IrhostProviderExport = $crate::ProviderAdapter<$plugin>;
+        $crate::bindings::provider::__export_provider_world!(
+            __IrhostProviderExport with_types_in $crate::bindings::provider
+        );
+    };
+}
+
+/// Export a [`Step`] implementation as the plugin's component.
+#[macro_export]
+macro_rules! export_step {
+    ($plugin:ty) => {
+        type __IrhostStepExport = $crate::StepAdapter<$plugin>;
+        $crate::bindings::step::__export_step_world!(
+            __IrhostStepExport with_types_in $crate::bindings::step
+        );
+    };
+}
+
+/// Everything a plugin usually needs.
+pub mod prelude {
+    pub use crate::{
+        export_provider, export_step, log, ActionInfo, Artifact, ArtifactKind, Direction,
+        ExposedPort, InterfaceInventory, IsolationChange, IsolationRecord, NetworkInterface,
+        PluginError, PluginInfo, Provider, ProviderFailure, Rule, SealRecord, SecurityGroup, Step,
+        StepInput, StepOutput, Target, Throttle,
+    };
+    pub use serde_json::{self, json};
+}

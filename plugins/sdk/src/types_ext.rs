@@ -1,0 +1,91 @@
+//! Constructors and helpers on the contract's types, so plugins read well.
+
+use crate::{ActionInfo, Artifact, ArtifactKind, PluginError, PluginInfo, StepOutput, Target};
+
+impl PluginInfo {
+    pub fn new(name: &str, version: &str, provider: &str) -> Self {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            provider: provider.into(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Add an action; `mutating` says whether it changes the target.
+    pub fn action(mut self, name: &str, mutating: bool, description: &str) -> Self {
+        self.actions.push(ActionInfo {
+            name: name.into(),
+            mutating,
+            description: description.into(),
+        });
+        self
+    }
+}
+
+impl PluginError {
+    pub fn unsupported_action(action: &str, target: &Target) -> Self {
+        PluginError::Unsupported(format!(
+            "this plugin does not implement `{action}` (target {}:{})",
+            target.provider, target.id
+        ))
+    }
+}
+
+
+impl Artifact {
+    /// Evidence that stays with the provider (a snapshot id, say).
+    pub fn reference(kind: ArtifactKind, provider_id: &str, location: &str) -> Self {
+        Artifact {
+            kind,
+            provider_id: provider_id.into(),
+            location: location.into(),
+            size: None,
+            sha256: None,
+            content: None,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// Evidence whose bytes pass through the host, which stores and hashes them.
+    pub fn with_content(kind: ArtifactKind, provider_id: &str, content: Vec<u8>) -> Self {
+        Artifact {
+            kind,
+            provider_id: provider_id.into(),
+            location: String::new(),
+            size: Some(content.len() as u64),
+            sha256: None,
+            content: Some(content),
+            metadata: Vec::new(),
+        }
+    }
+
+    pub fn meta(mut self, key: &str, value: &str) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+}
+
+impl StepOutput {
+    pub fn values(values: serde_json::Value) -> Self {
+        StepOutput {
+            artifacts: Vec::new(),
+            values: values.to_string(),
+        }
+    }
+
+    pub fn with_artifacts(mut self, artifacts: Vec<Artifact>) -> Self {
+        self.artifacts.extend(artifacts);
+        self
+    }
+}
+
+impl Target {
+    /// A free-form attribute of the target.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
