@@ -100,7 +100,10 @@ impl HostPattern {
             scheme: scheme.map(str::to_string),
             host: HostMatch::Exact(host.to_ascii_lowercase()),
             port: PortMatch::Exact(port),
-            text: format!("{}{host}:{port}", scheme.map(|s| format!("{s}://")).unwrap_or_default()),
+            text: format!(
+                "{}{host}:{port}",
+                scheme.map(|s| format!("{s}://")).unwrap_or_default()
+            ),
         }
     }
 
@@ -284,7 +287,12 @@ mod tests {
     use super::*;
 
     fn policy(patterns: &[&str]) -> EgressPolicy {
-        EgressPolicy::new(patterns.iter().map(|p| HostPattern::parse(p).unwrap()).collect())
+        EgressPolicy::new(
+            patterns
+                .iter()
+                .map(|p| HostPattern::parse(p).unwrap())
+                .collect(),
+        )
     }
 
     fn decide(policy: &EgressPolicy, url: &str) -> bool {
@@ -297,7 +305,10 @@ mod tests {
         assert!(decide(&p, "https://ec2.us-east-1.amazonaws.com/"));
         assert!(!decide(&p, "https://ec2.us-east-1.amazonaws.com:8443/"));
         assert!(!decide(&p, "https://ec2.us-west-2.amazonaws.com/"));
-        assert!(decide(&p, "http://ec2.us-east-1.amazonaws.com/"), "http on 80");
+        assert!(
+            decide(&p, "http://ec2.us-east-1.amazonaws.com/"),
+            "http on 80"
+        );
     }
 
     #[test]
@@ -311,7 +322,11 @@ mod tests {
 
     #[test]
     fn ports_and_schemes_are_enforced() {
-        let p = policy(&["127.0.0.1:5000", "https://api.example.com", "any.example.com:*"]);
+        let p = policy(&[
+            "127.0.0.1:5000",
+            "https://api.example.com",
+            "any.example.com:*",
+        ]);
         assert!(decide(&p, "http://127.0.0.1:5000/"));
         assert!(!decide(&p, "http://127.0.0.1:5001/"));
         assert!(decide(&p, "https://api.example.com/"));
@@ -327,10 +342,18 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected_with_a_reason() {
-        assert!(HostPattern::parse("ftp://x").unwrap_err().contains("scheme"));
-        assert!(HostPattern::parse("a.*.com").unwrap_err().contains("first label"));
-        assert!(HostPattern::parse("host:99999").unwrap_err().contains("port"));
-        assert!(HostPattern::parse("host/path").unwrap_err().contains("path"));
+        assert!(HostPattern::parse("ftp://x")
+            .unwrap_err()
+            .contains("scheme"));
+        assert!(HostPattern::parse("a.*.com")
+            .unwrap_err()
+            .contains("first label"));
+        assert!(HostPattern::parse("host:99999")
+            .unwrap_err()
+            .contains("port"));
+        assert!(HostPattern::parse("host/path")
+            .unwrap_err()
+            .contains("path"));
         assert!(HostPattern::parse("").is_err());
     }
 }

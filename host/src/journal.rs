@@ -48,7 +48,10 @@ impl CaseJournal {
         let path = case_dir.join("journal.jsonl");
         let (next_seq, prev) = if path.exists() {
             let report = verify_chain(&path).map_err(|e| {
-                anyhow::anyhow!("{}: refusing to append to a broken journal: {e}", path.display())
+                anyhow::anyhow!(
+                    "{}: refusing to append to a broken journal: {e}",
+                    path.display()
+                )
             })?;
             (report.records, report.head)
         } else {
@@ -71,8 +74,8 @@ impl CaseJournal {
     }
 
     /// Append one event as a record and flush it to the file. Returns the
-    /// record's hash (the next record's `prev`).
-    pub fn append(&self, event: RunEvent) -> anyhow::Result<String> {
+    /// record as written.
+    pub fn append(&self, event: RunEvent) -> anyhow::Result<JournalRecord> {
         let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
         let record = JournalRecord {
             seq: head.next_seq,
@@ -87,13 +90,17 @@ impl CaseJournal {
         head.file.write_all(&line)?;
         head.file.flush()?;
         head.next_seq += 1;
-        head.prev = hash.clone();
-        Ok(hash)
+        head.prev = hash;
+        Ok(record)
     }
 
     /// The hash of the last record written.
     pub fn head_hash(&self) -> String {
-        self.head.lock().unwrap_or_else(|p| p.into_inner()).prev.clone()
+        self.head
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .prev
+            .clone()
     }
 }
 
@@ -119,14 +126,19 @@ pub enum ChainError {
         found: String,
     },
     #[error("record {line}: out of order: seq {found}, expected {expected}")]
-    Reordered { line: u64, expected: u64, found: u64 },
+    Reordered {
+        line: u64,
+        expected: u64,
+        found: u64,
+    },
     #[error("{0}")]
     Io(String),
 }
 
 /// Check the chain record by record.
 pub fn verify_chain(path: &Path) -> Result<ChainReport, ChainError> {
-    let mut file = File::open(path).map_err(|e| ChainError::Io(format!("{}: {e}", path.display())))?;
+    let mut file =
+        File::open(path).map_err(|e| ChainError::Io(format!("{}: {e}", path.display())))?;
     // A journal is only ever appended whole lines; a last byte that is not a
     // newline is a torn write.
     let len = file
@@ -244,7 +256,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let deleted = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3]);
         std::fs::write(&path, deleted).unwrap();
-        assert!(matches!(verify_chain(&path), Err(ChainError::HashMismatch { line: 2, .. })));
+        assert!(matches!(
+            verify_chain(&path),
+            Err(ChainError::HashMismatch { line: 2, .. })
+        ));
         let swapped = format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]);
         std::fs::write(&path, swapped).unwrap();
         assert!(verify_chain(&path).is_err());

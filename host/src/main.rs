@@ -1,1 +1,447 @@
-fn main() {}
+//! The `irhost` command line: run, validate and plan playbooks, inspect
+//! plugins. Exit codes: 0 every target succeeded, 1 some failed, 2 invalid
+//! input (nothing was run).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use irhost::engine::{self, RecordObserver, RunOptions};
+use irhost::events::{RunEvent, Status};
+use irhost::plan::PlaybookPlan;
+use irhost::playbook::Diagnostics;
+use irhost::runtime::{PluginRuntime, PluginSource, RuntimeConfig};
+use irhost::target::TargetSpec;
+
+#[derive(Parser)]
+#[command(
+    name = "irhost",
+    version,
+    about = "Cloud incident response with sandboxed WebAssembly plugins"
+)]
+struct Cli {
+    /// Directory of the precompiled component cache [default: ~/.cache/irhost]
+    #[arg(long, global = true, env = "IRHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile plugins every time instead of using the cache
+    #[arg(long, global = true)]
+    no_cache: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// A target as provider:id (repeatable)
+    #[arg(long = "target", value_name = "PROVIDER:ID")]
+    targets: Vec<String>,
+    /// A file of targets, one `provider:id [key=value...]` per line
+    #[arg(long = "targets", value_name = "FILE")]
+    targets_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a playbook against targets
+    Run {
+        playbook: PathBuf,
+        #[command(flatten)]
+        targets: TargetArgs,
+        /// Case id (a new one is generated when absent)
+        #[arg(long)]
+        case: Option<String>,
+        /// Where case directories are written
+        #[arg(long, default_value = "cases", env = "IRHOST_CASES_DIR")]
+        cases_dir: PathBuf,
+        /// Targets processed at once
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Validate and print the plan; run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON event per line on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a playbook (and its plugins) without running anything
+    Validate {
+        playbook: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the DAG per target and which steps mutate; no plugin side effects
+    Plan {
+        playbook: PathBuf,
+        #[command(flatten)]
+        targets: TargetArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plugin tools
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Show a plugin's world, describe output, imports and exports
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Failures of a command, by exit code.
+enum Failure {
+    Invalid(String),
+    Runtime(String),
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(d: Diagnostics) -> Self {
+        Failure::Invalid(d.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(Failure::Invalid(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn plugin_runtime(cli: &Cli) -> Result<Arc<PluginRuntime>, Failure> {
+    let mut config = RuntimeConfig::default();
+    if cli.no_cache {
+        config.cache_dir = None;
+    } else if let Some(dir) = &cli.cache_dir {
+        config.cache_dir = Some(dir.clone());
+    }
+    PluginRuntime::new(config)
+        .map(Arc::new)
+        .map_err(|e| Failure::Runtime(format!("cannot start the plugin runtime: {e:#}")))
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    let runtime = plugin_runtime(&cli)?;
+    match cli.command {
+        Command::Validate { playbook, json } => {
+            let plan = PlaybookPlan::load(&runtime, &playbook).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "plan": plan.describe()})
+                );
+            } else {
+                println!(
+                    "{}: valid ({} steps, {} plugins)",
+                    playbook.display(),
+                    plan.steps.len(),
+                    plan.plugins.len()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan {
+            playbook,
+            targets,
+            json,
+        } => {
+            let plan = PlaybookPlan::load(&runtime, &playbook).await?;
+            let targets = collect_targets(&targets, &plan)?;
+            print_plan(&plan, &targets, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::Inspect { file, json },
+        } => inspect(&runtime, file, json).await,
+        Command::Run {
+            playbook,
+            targets,
+            case,
+            cases_dir,
+            concurrency,
+            dry_run,
+            json,
+        } => {
+            let plan = PlaybookPlan::load(&runtime, &playbook).await?;
+            let targets = collect_targets(&targets, &plan)?;
+            if dry_run {
+                print_plan(&plan, &targets, json);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = RunOptions::new(case, cases_dir, concurrency);
+            let display = RunDisplay::new(json, targets.len());
+            let observer = display.observer();
+            let summary = engine::run_plan(
+                runtime,
+                Arc::new(plan),
+                targets,
+                options,
+                Some(observer),
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await
+            .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+            display.finish();
+            if !json {
+                println!(
+                    "case {}: {} succeeded, {} failed; journal and artifacts in {}",
+                    summary.case_id,
+                    summary.succeeded(),
+                    summary.failed(),
+                    summary.case_dir.display()
+                );
+            }
+            Ok(if summary.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn collect_targets(args: &TargetArgs, plan: &PlaybookPlan) -> Result<Vec<TargetSpec>, Failure> {
+    let mut targets = Vec::new();
+    for text in &args.targets {
+        targets
+            .push(TargetSpec::parse(text).map_err(|e| Failure::Invalid(format!("--target: {e}")))?);
+    }
+    if let Some(file) = &args.targets_file {
+        targets.extend(TargetSpec::load_file(file)?);
+    }
+    if targets.is_empty() {
+        targets.extend(plan.playbook.targets.iter().cloned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|t| seen.insert(t.label()));
+    if targets.is_empty() {
+        return Err(Failure::Invalid(format!(
+            "{}: no targets: give --target provider:id, --targets FILE, or a [targets] list in the playbook",
+            plan.playbook.source.file().display()
+        )));
+    }
+    Ok(targets)
+}
+
+fn print_plan(plan: &PlaybookPlan, targets: &[TargetSpec], json: bool) {
+    if json {
+        let mut value = plan.describe();
+        value["targets"] =
+            serde_json::json!(targets.iter().map(TargetSpec::label).collect::<Vec<_>>());
+        println!("{value}");
+        return;
+    }
+    println!(
+        "playbook {} ({} steps)",
+        plan.playbook.name,
+        plan.steps.len()
+    );
+    for target in targets {
+        println!("target {}", target.label());
+        for step in &plan.steps {
+            let after = if step.spec.after.is_empty() {
+                String::new()
+            } else {
+                format!(" after {}", step.spec.after.join(", "))
+            };
+            let flag = if step.mutating {
+                if step.spec.allow_unpreserved && step.preserved_by.is_empty() {
+                    "  MUTATES (unpreserved, allowed)"
+                } else {
+                    "  MUTATES"
+                }
+            } else {
+                ""
+            };
+            println!(
+                "  {:<24} {}.{}{after}{flag}",
+                step.spec.id, step.spec.plugin, step.spec.action
+            );
+        }
+    }
+}
+
+async fn inspect(runtime: &PluginRuntime, file: PathBuf, json: bool) -> Result<ExitCode, Failure> {
+    let plugin = runtime
+        .load(PluginSource {
+            name: file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: file.clone(),
+            sha256: None,
+            limits: Default::default(),
+            egress: Default::default(),
+            authorizer: None,
+            config: serde_json::json!({}),
+        })
+        .await
+        .map_err(|e| Failure::Invalid(format!("{}: {e:#}", file.display())))?;
+    let value = serde_json::json!({
+        "file": file.display().to_string(),
+        "sha256": plugin.sha256,
+        "world": plugin.world.as_str(),
+        "describe": plugin.info,
+        "imports": plugin.imports,
+    });
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", file.display());
+        println!("  world:    irhost:plugin/{}@0.1.0", plugin.world.as_str());
+        println!("  sha256:   {}", plugin.sha256);
+        println!(
+            "  plugin:   {} {} (provider {})",
+            plugin.info.name, plugin.info.version, plugin.info.provider
+        );
+        println!("  actions:");
+        for a in &plugin.info.actions {
+            println!(
+                "    {:<22} {}{}",
+                a.name,
+                if a.mutating { "[mutates] " } else { "" },
+                a.description
+            );
+        }
+        println!("  imports:");
+        for i in &plugin.imports {
+            println!("    {i}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Human or JSON output of a run.
+struct RunDisplay {
+    json: bool,
+    bar: Option<ProgressBar>,
+    errors: Arc<Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl RunDisplay {
+    fn new(json: bool, targets: usize) -> Self {
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(targets as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} targets {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        RunDisplay {
+            json,
+            bar,
+            errors: Arc::default(),
+        }
+    }
+
+    fn observer(&self) -> RecordObserver {
+        let json = self.json;
+        let bar = self.bar.clone();
+        let errors = self.errors.clone();
+        Arc::new(move |record| {
+            if json {
+                if let Ok(line) = serde_json::to_string(record) {
+                    println!("{line}");
+                }
+                return;
+            }
+            let say = |line: String| match &bar {
+                Some(bar) => bar.println(line),
+                None => println!("{line}"),
+            };
+            match &record.event {
+                RunEvent::StepStarted {
+                    target,
+                    step,
+                    attempt,
+                    ..
+                } => {
+                    if let Some(bar) = &bar {
+                        bar.set_message(format!("{target}: {step} (attempt {attempt})"));
+                    }
+                }
+                RunEvent::StepFinished {
+                    target,
+                    step,
+                    status: Status::Failed,
+                    error,
+                    ..
+                } => {
+                    let mut errors = errors.lock().unwrap_or_else(|p| p.into_inner());
+                    errors.entry(target.clone()).or_insert_with(|| {
+                        format!("step `{step}`: {}", error.clone().unwrap_or_default())
+                    });
+                }
+                RunEvent::EgressDenied {
+                    target,
+                    plugin,
+                    url,
+                    ..
+                } => {
+                    say(format!(
+                        "  ! {target}: egress denied to plugin `{plugin}`: {url}"
+                    ));
+                }
+                RunEvent::TargetFinished {
+                    target,
+                    status,
+                    duration_ms,
+                    failed_steps,
+                } => {
+                    if let Some(bar) = &bar {
+                        bar.inc(1);
+                    }
+                    match status {
+                        Status::Succeeded => say(format!("ok     {target} ({duration_ms} ms)")),
+                        _ => {
+                            let errors = errors.lock().unwrap_or_else(|p| p.into_inner());
+                            let why = errors.get(target).cloned().unwrap_or_else(|| {
+                                format!("steps not completed: {}", failed_steps.join(", "))
+                            });
+                            say(format!("FAILED {target} ({duration_ms} ms): {why}"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        })
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! From a checked [`Playbook`] and its loaded plugins to a [`PlaybookPlan`]:
+//! each step's plugin action is checked against the plugin's `describe`,
+//! marked mutating or not, and the preservation rule is enforced — a step
+//! that mutates a target must have a snapshot step of the same target among
+//! its dependencies, unless it says `allow_unpreserved = true`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::egress::EgressAuthorizer;
+use crate::playbook::{Diagnostics, Playbook, StepSpec};
+use crate::runtime::{self, LoadedPlugin, PluginRuntime, PluginWorld};
+
+/// Actions that change a target whatever their plugin says.
+pub const ALWAYS_MUTATING: &[&str] = &["isolate", "release", "stop", "terminate", "remediate"];
+
+/// The action that preserves a target.
+pub const PRESERVATION_ACTION: &str = "snapshot";
+
+/// One step of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub spec: StepSpec,
+    pub mutating: bool,
+    /// Indices (into [`PlaybookPlan::steps`]) of direct dependencies.
+    pub deps: Vec<usize>,
+    /// Indices of every step this one transitively depends on.
+    pub ancestors: Vec<usize>,
+    /// Ancestors that preserve the target (snapshot steps).
+    pub preserved_by: Vec<usize>,
+}
+
+/// A validated playbook: steps in dependency order, ready to run.
+pub struct PlaybookPlan {
+    pub playbook: Playbook,
+    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Steps in a topological order (dependencies first).
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Supplies the credential signer for a plugin, if any (cloud plugins).
+pub type AuthorizerFor<'a> = &'a dyn Fn(&str) -> Option<Arc<dyn EgressAuthorizer>>;
+
+/// Load every plugin a playbook declares. Problems (missing file, pinned
+/// sha256 mismatch, not a component, describe failing) are diagnostics
+/// located at the plugin's `path`.
+pub async fn load_plugins(
+    runtime: &PluginRuntime,
+    playbook: &Playbook,
+    authorizer_for: AuthorizerFor<'_>,
+) -> Result<BTreeMap<String, Arc<LoadedPlugin>>, Diagnostics> {
+    let mut loaded = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, spec) in &playbook.plugins {
+        let mut source = runtime::source_from_spec(spec);
+        source.authorizer = authorizer_for(name);
+        match runtime.load(source).await {
+            Ok(plugin) => {
+                loaded.insert(name.clone(), Arc::new(plugin));
+            }
+            Err(e) => problems.push(playbook.source.diagnostic(
+                spec.path_span.clone(),
+                &format!("plugins.{name}.path"),
+                format!("{e:#}"),
+                Some("build plugins with `cargo build --release --target wasm32-wasip2`, and update `sha256` when a plugin changes"),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(Diagnostics(problems))
+    }
+}
+
+impl PlaybookPlan {
+    /// Read a playbook, load its plugins and check it: everything `validate`,
+    /// `plan` and `run` do before any plugin action runs.
+    pub async fn load(
+        runtime: &PluginRuntime,
+        path: &std::path::Path,
+    ) -> Result<PlaybookPlan, Diagnostics> {
+        Self::load_with(runtime, path, &|_| None).await
+    }
+
+    /// [`PlaybookPlan::load`] with credential signers for some plugins.
+    pub async fn load_with(
+        runtime: &PluginRuntime,
+        path: &std::path::Path,
+        authorizer_for: AuthorizerFor<'_>,
+    ) -> Result<PlaybookPlan, Diagnostics> {
+        let playbook = Playbook::load(path)?;
+        let plugins = load_plugins(runtime, &playbook, authorizer_for).await?;
+        PlaybookPlan::build(playbook, plugins)
+    }
+
+    /// Check the playbook's steps against its loaded plugins.
+    pub fn build(
+        playbook: Playbook,
+        plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    ) -> Result<PlaybookPlan, Diagnostics> {
+        let src = &playbook.source;
+        let mut problems = Vec::new();
+        let order = topological_order(&playbook.steps);
+        let position: HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| (playbook.steps[i].id.as_str(), pos))
+            .collect();
+        let mut steps: Vec<PlannedStep> = Vec::with_capacity(order.len());
+        for &i in &order {
+            let spec = playbook.steps[i].clone();
+            let plugin = &plugins[&spec.plugin];
+            let field = format!("steps.{}.action", spec.id);
+            let action = plugin.action(&spec.action);
+            if action.is_none() {
+                let supported: Vec<&str> = plugin
+                    .info
+                    .actions
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect();
+                problems.push(src.diagnostic(
+                    spec.action_span.clone(),
+                    &field,
+                    format!(
+                        "plugin `{}` ({} world) does not support action `{}`",
+                        spec.plugin,
+                        plugin.world.as_str(),
+                        spec.action
+                    ),
+                    Some(&format!("its describe lists: {}", supported.join(", "))),
+                ));
+            }
+            let mutating = action.is_some_and(|a| a.mutating)
+                || ALWAYS_MUTATING.contains(&spec.action.as_str());
+            let deps: Vec<usize> = spec.after.iter().map(|d| position[d.as_str()]).collect();
+            let mut ancestors: Vec<usize> = Vec::new();
+            for &d in &deps {
+                ancestors.push(d);
+                ancestors.extend(steps[d].ancestors.iter().copied());
+            }
+            ancestors.sort_unstable();
+            ancestors.dedup();
+            let preserved_by: Vec<usize> = ancestors
+                .iter()
+                .copied()
+                .filter(|&a| {
+                    steps[a].spec.action == PRESERVATION_ACTION
+                        && plugins[&steps[a].spec.plugin].world == PluginWorld::Provider
+                })
+                .collect();
+            if mutating && preserved_by.is_empty() && !spec.allow_unpreserved {
+                problems.push(src.diagnostic(
+                    spec.action_span.clone(),
+                    &field,
+                    format!(
+                        "step `{}` mutates the target (`{}`) but no `snapshot` step precedes it: evidence would be changed before it is preserved",
+                        spec.id, spec.action
+                    ),
+                    Some("add a snapshot step to its `after` (directly or through another step), or set `allow_unpreserved = true` to accept the loss (it is journaled)"),
+                ));
+            }
+            steps.push(PlannedStep {
+                spec,
+                mutating,
+                deps,
+                ancestors,
+                preserved_by,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(Diagnostics(problems));
+        }
+        Ok(PlaybookPlan {
+            playbook,
+            plugins,
+            steps,
+        })
+    }
+
+    /// The plan as data (for `irhost plan --json` and the run journal).
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "playbook": self.playbook.name,
+            "steps": self.steps.iter().map(|s| serde_json::json!({
+                "id": s.spec.id,
+                "plugin": s.spec.plugin,
+                "action": s.spec.action,
+                "after": s.spec.after,
+                "mutating": s.mutating,
+                "preserved_by": s.preserved_by.iter().map(|&p| &self.steps[p].spec.id).collect::<Vec<_>>(),
+                "allow_unpreserved": s.spec.allow_unpreserved,
+                "retries": s.spec.retries,
+                "on_error": s.spec.on_error,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Kahn's algorithm, stable in file order. The playbook has no cycles.
+fn topological_order(steps: &[StepSpec]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut remaining: Vec<usize> = steps.iter().map(|s| s.after.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for (i, s) in steps.iter().enumerate() {
+        for d in &s.after {
+            dependents[index[d.as_str()]].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..steps.len()).filter(|&i| remaining[i] == 0).collect();
+    let mut order = Vec::with_capacity(steps.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &j in &dependents[i] {
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    order
+}

@@ -285,9 +285,8 @@ impl Playbook {
     /// anchors relative plugin paths.
     pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
         let source = SourceMap::new(path, text);
-        let raw: RawPlaybook = toml::from_str(text).map_err(|e| {
-            Diagnostics(vec![toml_diagnostic(&source, &e)])
-        })?;
+        let raw: RawPlaybook =
+            toml::from_str(text).map_err(|e| Diagnostics(vec![toml_diagnostic(&source, &e)]))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut problems = Vec::new();
 
@@ -309,7 +308,11 @@ impl Playbook {
         let known_ids: HashSet<&str> = raw_steps.iter().map(|s| s.id.get_ref().as_str()).collect();
         for step in &raw_steps {
             let id = step.id.get_ref().clone();
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 problems.push(source.diagnostic(
                     step.id.span(),
                     "steps.id",
@@ -323,17 +326,26 @@ impl Playbook {
                     step.id.span(),
                     "steps.id",
                     format!("duplicate step id `{id}`"),
-                    Some(&format!("it is first used on line {line}; step ids must be unique")),
+                    Some(&format!(
+                        "it is first used on line {line}; step ids must be unique"
+                    )),
                 ));
             }
             seen.insert(id.clone(), step.id.span());
             let plugin = step.plugin.get_ref();
-            if !plugins.contains_key(plugin) && !problems.iter().any(|d| d.field == format!("plugins.{plugin}")) {
+            if !plugins.contains_key(plugin)
+                && !problems
+                    .iter()
+                    .any(|d| d.field == format!("plugins.{plugin}"))
+            {
                 problems.push(source.diagnostic(
                     step.plugin.span(),
                     &format!("steps.{id}.plugin"),
                     format!("unknown plugin `{plugin}`"),
-                    Some(&known_list("declared plugins", plugins.keys().map(String::as_str))),
+                    Some(&known_list(
+                        "declared plugins",
+                        plugins.keys().map(String::as_str),
+                    )),
                 ));
             }
             for dep in &step.after {
@@ -379,7 +391,10 @@ impl Playbook {
                 timeout,
                 retries: step.retries,
                 on_error: step.on_error,
-                allow_unpreserved: step.allow_unpreserved.as_ref().is_some_and(|a| *a.get_ref()),
+                allow_unpreserved: step
+                    .allow_unpreserved
+                    .as_ref()
+                    .is_some_and(|a| *a.get_ref()),
             });
         }
         if steps.is_empty() && problems.is_empty() {
@@ -392,7 +407,10 @@ impl Playbook {
         }
         if problems.is_empty() {
             if let Some(cycle) = find_cycle(&steps) {
-                let step = steps.iter().find(|s| s.id == cycle[0]).expect("cycle member exists");
+                let step = steps
+                    .iter()
+                    .find(|s| s.id == cycle[0])
+                    .expect("cycle member exists");
                 let dep_span = raw_steps
                     .iter()
                     .find(|s| s.id.get_ref() == &step.id)
@@ -503,13 +521,23 @@ fn plugin_spec(
         let l = raw_limits.get_ref();
         if let Some(m) = &l.memory_mb {
             if *m.get_ref() == 0 || *m.get_ref() > 4096 {
-                problems.push(source.diagnostic(m.span(), &field("limits.memory_mb"), "must be between 1 and 4096", None));
+                problems.push(source.diagnostic(
+                    m.span(),
+                    &field("limits.memory_mb"),
+                    "must be between 1 and 4096",
+                    None,
+                ));
             }
             limits.memory_bytes = m.get_ref() << 20;
         }
         if let Some(c) = &l.cpu_ms {
             if *c.get_ref() == 0 {
-                problems.push(source.diagnostic(c.span(), &field("limits.cpu_ms"), "must be at least 1", None));
+                problems.push(source.diagnostic(
+                    c.span(),
+                    &field("limits.cpu_ms"),
+                    "must be at least 1",
+                    None,
+                ));
             }
             limits.cpu = Duration::from_millis(*c.get_ref());
         }
@@ -529,7 +557,12 @@ fn plugin_spec(
         }
     }
     if raw.path.get_ref().trim().is_empty() {
-        problems.push(source.diagnostic(raw.path.span(), &field("path"), "empty plugin path", None));
+        problems.push(source.diagnostic(
+            raw.path.span(),
+            &field("path"),
+            "empty plugin path",
+            None,
+        ));
     }
     let _ = span;
     if !problems.is_empty() {
@@ -582,7 +615,11 @@ fn find_cycle(steps: &[StepSpec]) -> Option<Vec<String>> {
         Active,
         Done,
     }
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let mut marks = vec![Mark::New; steps.len()];
     let mut stack: Vec<usize> = Vec::new();
     fn visit(
@@ -595,11 +632,16 @@ fn find_cycle(steps: &[StepSpec]) -> Option<Vec<String>> {
         marks[i] = Mark::Active;
         stack.push(i);
         for dep in &steps[i].after {
-            let Some(&j) = index.get(dep.as_str()) else { continue };
+            let Some(&j) = index.get(dep.as_str()) else {
+                continue;
+            };
             match marks[j] {
                 Mark::Active => {
                     let start = stack.iter().position(|&k| k == j).unwrap_or(0);
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|&k| steps[k].id.clone()).collect();
+                    let mut cycle: Vec<String> = stack[start..]
+                        .iter()
+                        .map(|&k| steps[k].id.clone())
+                        .collect();
                     cycle.push(steps[j].id.clone());
                     return Some(cycle);
                 }
@@ -667,7 +709,10 @@ retries = 2
         assert_eq!(pb.plugins["test"].path, Path::new("pb/t.wasm"));
         assert_eq!(pb.plugins["test"].limits.memory_bytes, 64 << 20);
         assert_eq!(pb.plugins["test"].limits.timeout, Duration::from_secs(5));
-        assert_eq!(pb.step("iso").unwrap().timeout, Some(Duration::from_secs(30)));
+        assert_eq!(
+            pb.step("iso").unwrap().timeout,
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]
@@ -686,7 +731,10 @@ retries = 2
 
     #[test]
     fn unknown_plugin_and_step_are_reported_at_their_value() {
-        let d = first(&GOOD.replace("plugin = \"test\"\naction = \"isolate\"", "plugin = \"nope\"\naction = \"isolate\""));
+        let d = first(&GOOD.replace(
+            "plugin = \"test\"\naction = \"isolate\"",
+            "plugin = \"nope\"\naction = \"isolate\"",
+        ));
         assert_eq!((d.line, d.column), (17, 10));
         assert!(d.message.contains("unknown plugin `nope`"));
         assert!(d.hint.unwrap().contains("test"));
@@ -708,7 +756,9 @@ retries = 2
 
     #[test]
     fn duplicate_ids_and_bad_values_are_all_reported() {
-        let text = GOOD.replace("id = \"iso\"", "id = \"snap\"").replace("\"5s\"", "\"soon\"");
+        let text = GOOD
+            .replace("id = \"iso\"", "id = \"snap\"")
+            .replace("\"5s\"", "\"soon\"");
         let all = parse(&text).unwrap_err().0;
         assert!(all.iter().any(|d| d.message.contains("duplicate step id")));
         assert!(all.iter().any(|d| d.field == "plugins.test.limits.timeout"));

@@ -134,7 +134,11 @@ mod tests {
     fn targets_file_with_comments_and_attributes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("targets.txt");
-        std::fs::write(&path, "# fleet\naws:i-1 region=eu-west-1 owner=ops\n\n  test:b # trailing\n").unwrap();
+        std::fs::write(
+            &path,
+            "# fleet\naws:i-1 region=eu-west-1 owner=ops\n\n  test:b # trailing\n",
+        )
+        .unwrap();
         let targets = TargetSpec::load_file(&path).unwrap();
         assert_eq!(targets.len(), 2);
         assert_eq!(targets[0].region.as_deref(), Some("eu-west-1"));

@@ -69,7 +69,9 @@ impl ComponentCache {
             // and only ever replaced atomically.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cache entry")
+                }
             }
         }
         let component = Component::new(engine, wasm)?;

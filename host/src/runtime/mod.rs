@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
 
 use crate::egress::{EgressAuthorizer, EgressPolicy, PluginEgress};
 use crate::events::RunEvent;
@@ -260,8 +262,13 @@ impl PluginRuntime {
     /// Read, verify (against a pinned sha256), compile or load from cache,
     /// link, and `describe` a plugin.
     pub async fn load(&self, source: PluginSource) -> anyhow::Result<LoadedPlugin> {
-        let wasm = std::fs::read(&source.path)
-            .with_context(|| format!("cannot read plugin `{}` at {}", source.name, source.path.display()))?;
+        let wasm = std::fs::read(&source.path).with_context(|| {
+            format!(
+                "cannot read plugin `{}` at {}",
+                source.name,
+                source.path.display()
+            )
+        })?;
         let sha256 = hex::encode(Sha256::digest(&wasm));
         if let Some(pinned) = &source.sha256 {
             if pinned != &sha256 {
@@ -272,13 +279,25 @@ impl PluginRuntime {
                 );
             }
         }
-        let (component, cache) = self
-            .cache
-            .load(&self.engine, &wasm, &sha256)
-            .with_context(|| format!("plugin `{}` ({}) is not a valid component", source.name, source.path.display()))?;
+        let (component, cache) =
+            self.cache
+                .load(&self.engine, &wasm, &sha256)
+                .with_context(|| {
+                    format!(
+                        "plugin `{}` ({}) is not a valid component",
+                        source.name,
+                        source.path.display()
+                    )
+                })?;
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let world = if exports.iter().any(|e| e == "snapshot") {
             PluginWorld::Provider
         } else if exports.iter().any(|e| e == "run") {
@@ -290,11 +309,20 @@ impl PluginRuntime {
                 exports.join(", ")
             );
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(anyhow::Error::from).with_context(|| {
-            format!("plugin `{}` imports something the sandbox does not offer", source.name)
-        })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "plugin `{}` imports something the sandbox does not offer",
+                    source.name
+                )
+            })?;
         let pre = match world {
-            PluginWorld::Provider => PluginPre::Provider(bindings::provider::ProviderPre::new(instance_pre)?),
+            PluginWorld::Provider => {
+                PluginPre::Provider(bindings::provider::ProviderPre::new(instance_pre)?)
+            }
             PluginWorld::Step => PluginPre::Step(bindings::step::StepPre::new(instance_pre)?),
         };
         let mut plugin = LoadedPlugin {
@@ -393,7 +421,10 @@ impl LoadedPlugin {
         store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
             if state.cpu_ticks_left == 0 {
-                return Err(LimitExceeded::Cpu { limit_ms: cpu_limit_ms }.into());
+                return Err(LimitExceeded::Cpu {
+                    limit_ms: cpu_limit_ms,
+                }
+                .into());
             }
             state.cpu_ticks_left -= 1;
             Ok(UpdateDeadline::Yield(1))
@@ -409,7 +440,9 @@ impl LoadedPlugin {
         };
         tracing::debug!(plugin = %self.name, elapsed = ?started.elapsed(), ok = result.is_ok(), "plugin call");
         let output = result?;
-        let size = serde_json::to_vec(&output).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&output)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size as u64 > self.limits.max_output_bytes {
             return Err(CallFailure::OutputTooLarge {
                 size,
@@ -458,7 +491,13 @@ impl LoadedPlugin {
                 } else {
                     let params = invocation.call.params.to_string();
                     plugin
-                        .call_run(&mut *store, &invocation.action, target, &params, &invocation.inputs)
+                        .call_run(
+                            &mut *store,
+                            &invocation.action,
+                            target,
+                            &params,
+                            &invocation.inputs,
+                        )
                         .await?
                         .map(PluginOutput::Step)
                         .map_err(CallFailure::Plugin)

@@ -100,7 +100,11 @@ impl host_api::Host for CallContext {
         } else {
             (message, false)
         };
-        self.log_budget = if exhausted { 0 } else { self.log_budget - message.len() };
+        self.log_budget = if exhausted {
+            0
+        } else {
+            self.log_budget - message.len()
+        };
         let level = match level {
             LogLevel::Trace => "trace",
             LogLevel::Debug => "debug",
@@ -159,7 +163,12 @@ pub struct SandboxState {
 }
 
 impl SandboxState {
-    pub fn new(call: CallContext, egress: PluginEgress, memory_limit: usize, cpu_ticks: u64) -> Self {
+    pub fn new(
+        call: CallContext,
+        egress: PluginEgress,
+        memory_limit: usize,
+        cpu_ticks: u64,
+    ) -> Self {
         let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
         let wasi = WasiCtx::builder()
@@ -174,7 +183,9 @@ impl SandboxState {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             egress,
-            memory: MemoryCap { limit: memory_limit },
+            memory: MemoryCap {
+                limit: memory_limit,
+            },
             call,
             stdout,
             stderr,

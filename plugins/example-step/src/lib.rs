@@ -9,8 +9,11 @@ struct Notify;
 
 impl Step for Notify {
     fn describe() -> PluginInfo {
-        PluginInfo::new("notify", env!("CARGO_PKG_VERSION"), "any")
-            .action("notify", false, "summarise earlier steps and post the summary to `url`")
+        PluginInfo::new("notify", env!("CARGO_PKG_VERSION"), "any").action(
+            "notify",
+            false,
+            "summarise earlier steps and post the summary to `url`",
+        )
     }
 
     fn run(
@@ -20,7 +23,9 @@ impl Step for Notify {
         inputs: Vec<StepInput>,
     ) -> Result<StepOutput, PluginError> {
         if action != "notify" {
-            return Err(PluginError::Unsupported(format!("unknown action `{action}`")));
+            return Err(PluginError::Unsupported(format!(
+                "unknown action `{action}`"
+            )));
         }
         let artifacts: usize = inputs.iter().map(|i| i.artifacts.len()).sum();
         let summary = json!({
@@ -30,7 +35,11 @@ impl Step for Notify {
             "artifacts": artifacts,
             "channel": params.get("channel"),
         });
-        log::info(&format!("{} artifacts from {} steps", artifacts, inputs.len()));
+        log::info(&format!(
+            "{} artifacts from {} steps",
+            artifacts,
+            inputs.len()
+        ));
         let mut values = json!({ "artifacts": artifacts, "notified": false });
         if let Some(url) = params.get("url").and_then(|u| u.as_str()) {
             let response = fetch(

@@ -18,8 +18,11 @@ fn recurse(depth: u64, pad: [u64; 16]) -> u64 {
 
 impl Step for Hostile {
     fn describe() -> PluginInfo {
-        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "any")
-            .action("misbehave", false, "misbehave as `mode` says")
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "any").action(
+            "misbehave",
+            false,
+            "misbehave as `mode` says",
+        )
     }
 
     fn run(
@@ -48,12 +51,18 @@ impl Step for Hostile {
                 Ok(StepOutput::values(json!({ "depth": depth })))
             }
             "http" => {
-                let url = params.get("url").and_then(|u| u.as_str()).unwrap_or("http://example.com/");
+                let url = params
+                    .get("url")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or("http://example.com/");
                 let response = fetch(Method::GET, url, &[], None)?;
                 Ok(StepOutput::values(json!({ "status": response.status })))
             }
             "oversized" => {
-                let megabytes = params.get("megabytes").and_then(|m| m.as_u64()).unwrap_or(32);
+                let megabytes = params
+                    .get("megabytes")
+                    .and_then(|m| m.as_u64())
+                    .unwrap_or(32);
                 let blob = "x".repeat((megabytes as usize) << 20);
                 Ok(StepOutput::values(json!({ "blob": blob })))
             }
@@ -61,7 +70,9 @@ impl Step for Hostile {
             "trap" => std::process::abort(),
             "sleep" => {
                 let ms = params.get("ms").and_then(|m| m.as_u64()).unwrap_or(60_000);
-                irhost_plugin_sdk::block_on(wstd::task::sleep(wstd::time::Duration::from_millis(ms)));
+                irhost_plugin_sdk::block_on(wstd::task::sleep(wstd::time::Duration::from_millis(
+                    ms,
+                )));
                 Ok(StepOutput::values(json!({ "slept_ms": ms })))
             }
             "chatty" => {

@@ -58,18 +58,29 @@ pub async fn fetch_async(
     let headers = response
         .headers()
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = response
         .into_body()
         .contents()
         .await
-        .map_err(|e| PluginError::Provider(crate::ProviderFailure {
-            code: "body".into(),
-            message: format!("reading response from {url}: {e}"),
-        }))?
+        .map_err(|e| {
+            PluginError::Provider(crate::ProviderFailure {
+                code: "body".into(),
+                message: format!("reading response from {url}: {e}"),
+            })
+        })?
         .to_vec();
-    Ok(FetchedResponse { status, headers, body })
+    Ok(FetchedResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn classify_send_error(url: &str, error: impl std::fmt::Display + std::fmt::Debug) -> PluginError {

@@ -89,7 +89,10 @@ pub trait Provider {
         Err(PluginError::unsupported_action("snapshot", &target))
     }
     fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
-        Err(PluginError::unsupported_action("enumerate-interfaces", &target))
+        Err(PluginError::unsupported_action(
+            "enumerate-interfaces",
+            &target,
+        ))
     }
     fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
         Err(PluginError::unsupported_action("isolate", &target))

@@ -32,7 +32,6 @@ impl PluginError {
     }
 }
 
-
 impl Artifact {
     /// Evidence that stays with the provider (a snapshot id, say).
     pub fn reference(kind: ArtifactKind, provider_id: &str, location: &str) -> Self {

@@ -22,12 +22,17 @@ fn param_or<T: serde::de::DeserializeOwned>(name: &str, default: T) -> Result<T,
 fn scripted_behaviour(action: &str, target: &Target) -> Result<(), PluginError> {
     let sleep_ms: u64 = param_or("sleep_ms", 0)?;
     if sleep_ms > 0 {
-        irhost_plugin_sdk::block_on(wstd::task::sleep(wstd::time::Duration::from_millis(sleep_ms)));
+        irhost_plugin_sdk::block_on(wstd::task::sleep(wstd::time::Duration::from_millis(
+            sleep_ms,
+        )));
     }
     let throttle_attempts: u32 = param_or("throttle_attempts", 0)?;
     if irhost_plugin_sdk::attempt() <= throttle_attempts {
         return Err(PluginError::Throttled(Throttle {
-            message: format!("{action} throttled on attempt {}", irhost_plugin_sdk::attempt()),
+            message: format!(
+                "{action} throttled on attempt {}",
+                irhost_plugin_sdk::attempt()
+            ),
             retry_after_ms: param_or("retry_after_ms", 10)?,
         }));
     }
@@ -42,7 +47,10 @@ fn scripted_behaviour(action: &str, target: &Target) -> Result<(), PluginError> 
             "not-found" => PluginError::NotFound(message),
             "denied" => PluginError::Denied(message),
             "conflict" => PluginError::Conflict(message),
-            _ => PluginError::Provider(ProviderFailure { code: "Scripted".into(), message }),
+            _ => PluginError::Provider(ProviderFailure {
+                code: "Scripted".into(),
+                message,
+            }),
         });
     }
     Ok(())
@@ -55,7 +63,11 @@ fn interfaces(target: &Target) -> Result<Vec<NetworkInterface>, PluginError> {
             id: format!("{}-nic{i}", target.id),
             mac: Some(format!("02:00:00:00:00:{i:02x}")),
             private_ips: vec![format!("10.0.{i}.10")],
-            public_ips: if i == 0 { vec!["203.0.113.10".into()] } else { vec![] },
+            public_ips: if i == 0 {
+                vec!["203.0.113.10".into()]
+            } else {
+                vec![]
+            },
             subnet: Some(format!("subnet-{i}")),
             network: Some("net-test".into()),
             security_groups: vec![SecurityGroup {
@@ -80,7 +92,11 @@ impl Provider for TestProvider {
     fn describe() -> PluginInfo {
         PluginInfo::new("test-provider", env!("CARGO_PKG_VERSION"), "test")
             .action("snapshot", false, "pretend to snapshot every volume")
-            .action("enumerate-interfaces", false, "list the scripted interfaces")
+            .action(
+                "enumerate-interfaces",
+                false,
+                "list the scripted interfaces",
+            )
             .action("isolate", true, "pretend to isolate the target")
             .action("seal", false, "digest the artifacts handed in")
             .action("release", true, "undo a pretend isolation")
@@ -102,7 +118,8 @@ impl Provider for TestProvider {
                 .meta("case", &irhost_plugin_sdk::case_id())
             })
             .collect();
-        let description = json!({ "id": target.id, "provider": target.provider, "volumes": volumes });
+        let description =
+            json!({ "id": target.id, "provider": target.provider, "volumes": volumes });
         artifacts.push(Artifact::with_content(
             ArtifactKind::ConfigDump,
             &format!("{}-description", target.id),
@@ -118,20 +135,24 @@ impl Provider for TestProvider {
             .iter()
             .flat_map(|nic| {
                 nic.security_groups.iter().flat_map(move |sg| {
-                    sg.rules.iter().filter(|r| matches!(r.direction, Direction::Ingress)).map(
-                        move |r| ExposedPort {
+                    sg.rules
+                        .iter()
+                        .filter(|r| matches!(r.direction, Direction::Ingress))
+                        .map(move |r| ExposedPort {
                             interface_id: nic.id.clone(),
                             protocol: r.protocol.clone(),
                             from_port: r.from_port,
                             to_port: r.to_port,
                             peer: r.peer.clone(),
                             via: sg.id.clone(),
-                        },
-                    )
+                        })
                 })
             })
             .collect();
-        Ok(InterfaceInventory { interfaces, exposed })
+        Ok(InterfaceInventory {
+            interfaces,
+            exposed,
+        })
     }
 
     fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
@@ -144,7 +165,11 @@ impl Provider for TestProvider {
                 previous: json!({ "groups": ["sg-web"] }).to_string(),
             })
             .collect();
-        Ok(IsolationRecord { target_id: target.id, changes, verified: true })
+        Ok(IsolationRecord {
+            target_id: target.id,
+            changes,
+            verified: true,
+        })
     }
 
     fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
@@ -162,10 +187,17 @@ impl Provider for TestProvider {
         })
     }
 
-    fn release(target: Target, previous: Option<IsolationRecord>) -> Result<IsolationRecord, PluginError> {
+    fn release(
+        target: Target,
+        previous: Option<IsolationRecord>,
+    ) -> Result<IsolationRecord, PluginError> {
         scripted_behaviour("release", &target)?;
         let changes = previous.map(|p| p.changes).unwrap_or_default();
-        Ok(IsolationRecord { target_id: target.id, changes, verified: true })
+        Ok(IsolationRecord {
+            target_id: target.id,
+            changes,
+            verified: true,
+        })
     }
 }
 
