@@ -216,6 +216,10 @@ pub trait EgressAuthorizer: Send + Sync {
     >;
 }
 
+/// How much of a denied request's body is read (and dropped) before the
+/// denial is returned.
+const DENIED_BODY_DRAIN_BYTES: usize = 16 << 20;
+
 /// The wasi-http hook of one sandboxed call.
 pub struct PluginEgress {
     policy: Arc<EgressPolicy>,
@@ -261,7 +265,16 @@ impl WasiHttpHooks for PluginEgress {
                 url: request.uri().to_string(),
                 reason,
             });
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            // Take (and discard) the body the plugin is writing, so that what
+            // it sees is the denial itself rather than a broken body stream.
+            let body = request.into_body();
+            return Box::new(async move {
+                use http_body_util::BodyExt;
+                let _ = http_body_util::Limited::new(body, DENIED_BODY_DRAIN_BYTES)
+                    .collect()
+                    .await;
+                Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+            });
         }
         let authorizer = self.authorizer.clone();
         Box::new(async move {

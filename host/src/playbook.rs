@@ -595,7 +595,7 @@ fn toml_diagnostic(source: &SourceMap, error: &toml::de::Error) -> Diagnostic {
         .split('`')
         .nth(1)
         .filter(|_| message.contains("field"))
-        .unwrap_or("toml")
+        .unwrap_or("syntax")
         .to_string();
     let hint = if message.starts_with("unknown field") {
         Some("remove it or fix its spelling; the fields this table accepts are listed above")

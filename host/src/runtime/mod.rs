@@ -135,7 +135,7 @@ pub enum PluginOutput {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallFailure {
     /// The plugin returned an error.
-    #[error("{0}")]
+    #[error("{}", plugin_error_text(.0))]
     Plugin(PluginError),
     /// The plugin ran into a resource limit.
     #[error("{0}")]
@@ -507,6 +507,22 @@ impl LoadedPlugin {
     }
 }
 
+/// A plugin error as a person reads it.
+pub fn plugin_error_text(error: &PluginError) -> String {
+    match error {
+        PluginError::NotFound(m) => format!("not found: {m}"),
+        PluginError::Denied(m) => format!("denied: {m}"),
+        PluginError::Throttled(t) => format!(
+            "throttled (retry after {} ms): {}",
+            t.retry_after_ms, t.message
+        ),
+        PluginError::InvalidInput(m) => format!("invalid input: {m}"),
+        PluginError::Conflict(m) => format!("conflict: {m}"),
+        PluginError::Unsupported(m) => format!("unsupported: {m}"),
+        PluginError::Provider(p) => format!("provider error {}: {}", p.code, p.message),
+    }
+}
+
 fn classify_trap(error: wasmtime::Error) -> CallFailure {
     if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         return CallFailure::Limit(limit.to_string());
@@ -517,7 +533,9 @@ fn classify_trap(error: wasmtime::Error) -> CallFailure {
             wasmtime::Trap::UnreachableCodeReached => {
                 "unreachable instruction executed (a panic or abort in the plugin)".to_string()
             }
-            wasmtime::Trap::MemoryOutOfBounds => "out-of-bounds memory access".to_string(),
+            wasmtime::Trap::MemoryOutOfBounds => {
+                "out-of-bounds memory access (in Rust plugins, usually the shadow stack overflowing from deep recursion)".to_string()
+            }
             other => other.to_string(),
         };
         return CallFailure::Trap(what);

@@ -1,12 +1,28 @@
 //! Hostile plugin for sandbox tests: each `mode` parameter misbehaves in one
-//! way (spin, memory, recursion, http, oversized, panic, trap, sleep, chatty)
+//! way (spin, memory, recursion, http, oversized, panic, trap, sleep, chatty),
+//! or reports what it can reach (probe) and what it remembers (counter)
 //! so tests can prove the host contains it.
 
 use irhost_plugin_sdk::http::{fetch, Method};
 use irhost_plugin_sdk::prelude::*;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 struct Hostile;
 
+/// Global state that would leak between calls if instances were reused.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Recursion on the WebAssembly call stack (small frames, no shadow stack).
+#[inline(never)]
+fn deep(n: u64, limit: u64) -> u64 {
+    if n >= limit {
+        return n;
+    }
+    deep(n + 1, limit).rotate_left(3) ^ n
+}
+
+/// Recursion with big frames, which exhausts the shadow stack in linear memory.
 #[inline(never)]
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64, pad: [u64; 16]) -> u64 {
@@ -27,11 +43,17 @@ impl Step for Hostile {
 
     fn run(
         _action: &str,
-        _target: Target,
+        target: Target,
         params: serde_json::Value,
         _inputs: Vec<StepInput>,
     ) -> Result<StepOutput, PluginError> {
-        let mode = params.get("mode").and_then(|m| m.as_str()).unwrap_or("ok");
+        let mut mode = params.get("mode").and_then(|m| m.as_str()).unwrap_or("ok");
+        // `only_targets` confines the misbehaviour to some targets.
+        if let Some(only) = params.get("only_targets").and_then(|o| o.as_array()) {
+            if !only.iter().any(|t| t.as_str() == Some(target.id.as_str())) {
+                mode = "ok";
+            }
+        }
         match mode {
             "spin" => {
                 let mut x: u64 = 0;
@@ -47,6 +69,14 @@ impl Step for Hostile {
                 }
             }
             "recursion" => {
+                let limit = params
+                    .get("limit")
+                    .and_then(|m| m.as_u64())
+                    .unwrap_or(u64::MAX);
+                let depth = deep(0, limit);
+                Ok(StepOutput::values(json!({ "depth": depth })))
+            }
+            "stack-smash" => {
                 let depth = recurse(0, [0; 16]);
                 Ok(StepOutput::values(json!({ "depth": depth })))
             }
@@ -70,9 +100,7 @@ impl Step for Hostile {
             "trap" => std::process::abort(),
             "sleep" => {
                 let ms = params.get("ms").and_then(|m| m.as_u64()).unwrap_or(60_000);
-                irhost_plugin_sdk::block_on(wstd::task::sleep(wstd::time::Duration::from_millis(
-                    ms,
-                )));
+                irhost_plugin_sdk::sleep(std::time::Duration::from_millis(ms));
                 Ok(StepOutput::values(json!({ "slept_ms": ms })))
             }
             "chatty" => {
@@ -82,6 +110,30 @@ impl Step for Hostile {
                     eprintln!("stderr line {i}");
                 }
                 Ok(StepOutput::values(json!({ "lines": lines })))
+            }
+            "probe" => {
+                let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                let fs = std::fs::read_dir("/")
+                    .map(|d| d.count())
+                    .map_err(|e| e.to_string());
+                let file = std::fs::read("/etc/passwd")
+                    .map(|b| b.len())
+                    .map_err(|e| e.to_string());
+                let tcp = std::net::TcpStream::connect("127.0.0.1:22")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                Ok(StepOutput::values(json!({
+                    "env": env,
+                    "read_dir": format!("{fs:?}"),
+                    "read_file": format!("{file:?}"),
+                    "tcp": format!("{tcp:?}"),
+                })))
+            }
+            "counter" => {
+                let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(StepOutput::values(
+                    json!({ "calls_seen_by_this_instance": calls }),
+                ))
             }
             _ => Ok(StepOutput::values(json!({ "mode": mode }))),
         }

@@ -157,6 +157,13 @@ pub fn attempt() -> u32 {
     wit_host::attempt()
 }
 
+/// Wait on the host's clock (the call's wall-clock limit still applies).
+pub fn sleep(duration: std::time::Duration) {
+    block_on(async move {
+        wstd::task::sleep(wstd::time::Duration::from(duration)).await;
+    })
+}
+
 /// Run a future to completion on the plugin's single-threaded WASI reactor.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     wstd::runtime::block_on(future)

@@ -22,9 +22,7 @@ fn param_or<T: serde::de::DeserializeOwned>(name: &str, default: T) -> Result<T,
 fn scripted_behaviour(action: &str, target: &Target) -> Result<(), PluginError> {
     let sleep_ms: u64 = param_or("sleep_ms", 0)?;
     if sleep_ms > 0 {
-        irhost_plugin_sdk::block_on(wstd::task::sleep(wstd::time::Duration::from_millis(
-            sleep_ms,
-        )));
+        irhost_plugin_sdk::sleep(std::time::Duration::from_millis(sleep_ms));
     }
     let throttle_attempts: u32 = param_or("throttle_attempts", 0)?;
     if irhost_plugin_sdk::attempt() <= throttle_attempts {
