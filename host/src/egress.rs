@@ -30,6 +30,8 @@ enum HostMatch {
     Exact(String),
     /// `*.example.com` stores `.example.com`.
     Suffix(String),
+    /// `ec2.*.amazonaws.com`: `*` stands for exactly one label.
+    Labels(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +84,14 @@ impl HostPattern {
             }
             HostMatch::Suffix(format!(".{suffix}"))
         } else if host.contains('*') {
-            return Err("`*` is allowed only as the first label (`*.example.com`)".into());
+            let labels: Vec<String> = host.split('.').map(str::to_string).collect();
+            if labels.iter().any(|l| l.contains('*') && l != "*") {
+                return Err(
+                    "`*` must stand for a whole label (`*.example.com`, `ec2.*.amazonaws.com`)"
+                        .into(),
+                );
+            }
+            HostMatch::Labels(labels)
         } else {
             HostMatch::Exact(host)
         };
@@ -116,6 +125,11 @@ impl HostPattern {
         let host_ok = match &self.host {
             HostMatch::Exact(h) => h == host,
             HostMatch::Suffix(s) => host.ends_with(s.as_str()) && host.len() > s.len(),
+            HostMatch::Labels(pattern) => {
+                let labels: Vec<&str> = host.split('.').collect();
+                labels.len() == pattern.len()
+                    && pattern.iter().zip(&labels).all(|(p, l)| p == "*" || p == l)
+            }
         };
         let port_ok = match self.port {
             PortMatch::Any => true,
@@ -212,7 +226,7 @@ pub trait EgressAuthorizer: Send + Sync {
         &self,
         request: http::Request<WasiBody>,
     ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<http::Request<WasiBody>, String>> + Send>,
+        Box<dyn std::future::Future<Output = Result<http::Request<WasiBody>, String>> + Send + '_>,
     >;
 }
 
@@ -345,6 +359,15 @@ mod tests {
         assert!(decide(&p, "https://api.example.com/"));
         assert!(!decide(&p, "http://api.example.com:443/"));
         assert!(decide(&p, "http://any.example.com:1234/"));
+    }
+
+    #[test]
+    fn a_middle_wildcard_stands_for_one_label() {
+        let p = policy(&["ec2.*.amazonaws.com"]);
+        assert!(decide(&p, "https://ec2.us-east-1.amazonaws.com/"));
+        assert!(!decide(&p, "https://ec2.amazonaws.com/"));
+        assert!(!decide(&p, "https://ec2.a.b.amazonaws.com/"));
+        assert!(!decide(&p, "https://s3.us-east-1.amazonaws.com/"));
     }
 
     #[test]

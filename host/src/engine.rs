@@ -214,6 +214,7 @@ pub async fn run_plan(
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            notes: plugin.notes.clone(),
         });
     }
     for step in plan

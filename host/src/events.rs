@@ -30,6 +30,9 @@ pub enum RunEvent {
         name: String,
         version: String,
         allow_hosts: Vec<String>,
+        /// What the host set up for the plugin's cloud (signer, endpoint).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notes: Vec<String>,
     },
     /// A mutating step runs without a preserved snapshot because the
     /// playbook said `allow_unpreserved = true`.

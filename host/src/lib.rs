@@ -4,10 +4,12 @@
 //! - [`playbook`] parses and checks playbooks; [`plan`] validates them
 //!   against the plugins' `describe` and lays out the DAG per target;
 //! - [`runtime`] loads plugins as components and calls them in sandboxes;
-//! - [`egress`] decides which outbound requests may leave;
+//! - [`egress`] decides which outbound requests may leave, and [`cloud`]
+//!   signs them for cloud plugins (credentials never enter the sandbox);
 //! - [`engine`] runs a plan over targets; [`journal`] records every event
 //!   in a hash-chained case journal.
 
+pub mod cloud;
 pub mod egress;
 pub mod engine;
 pub mod events;

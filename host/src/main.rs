@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use irhost::cloud::CloudEnv;
 use irhost::engine::{self, RecordObserver, RunOptions};
 use irhost::events::{RunEvent, Status};
 use irhost::plan::PlaybookPlan;
@@ -152,7 +153,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     let runtime = plugin_runtime(&cli)?;
     match cli.command {
         Command::Validate { playbook, json } => {
-            let plan = PlaybookPlan::load(&runtime, &playbook).await?;
+            let plan = PlaybookPlan::load(&runtime, &playbook, &CloudEnv::from_env()).await?;
             if json {
                 println!(
                     "{}",
@@ -173,7 +174,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             targets,
             json,
         } => {
-            let plan = PlaybookPlan::load(&runtime, &playbook).await?;
+            let plan = PlaybookPlan::load(&runtime, &playbook, &CloudEnv::from_env()).await?;
             let targets = collect_targets(&targets, &plan)?;
             print_plan(&plan, &targets, json);
             Ok(ExitCode::SUCCESS)
@@ -190,7 +191,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             dry_run,
             json,
         } => {
-            let plan = PlaybookPlan::load(&runtime, &playbook).await?;
+            let plan = PlaybookPlan::load(&runtime, &playbook, &CloudEnv::from_env()).await?;
             let targets = collect_targets(&targets, &plan)?;
             if dry_run {
                 print_plan(&plan, &targets, json);

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::egress::EgressAuthorizer;
+use crate::cloud::CloudEnv;
 use crate::playbook::{Diagnostics, Playbook, StepSpec};
 use crate::runtime::{self, LoadedPlugin, PluginRuntime, PluginWorld};
 
@@ -38,24 +38,21 @@ pub struct PlaybookPlan {
     pub steps: Vec<PlannedStep>,
 }
 
-/// Supplies the credential signer for a plugin, if any (cloud plugins).
-pub type AuthorizerFor<'a> = &'a dyn Fn(&str) -> Option<Arc<dyn EgressAuthorizer>>;
-
 /// Load every plugin a playbook declares. Problems (missing file, pinned
 /// sha256 mismatch, not a component, describe failing) are diagnostics
-/// located at the plugin's `path`.
+/// located at the plugin's `path`. Cloud plugins are bound to their cloud
+/// (signer, endpoint overrides) by `cloud`.
 pub async fn load_plugins(
     runtime: &PluginRuntime,
     playbook: &Playbook,
-    authorizer_for: AuthorizerFor<'_>,
+    cloud: &CloudEnv,
 ) -> Result<BTreeMap<String, Arc<LoadedPlugin>>, Diagnostics> {
     let mut loaded = BTreeMap::new();
     let mut problems = Vec::new();
     for (name, spec) in &playbook.plugins {
-        let mut source = runtime::source_from_spec(spec);
-        source.authorizer = authorizer_for(name);
-        match runtime.load(source).await {
-            Ok(plugin) => {
+        match runtime.load(runtime::source_from_spec(spec)).await {
+            Ok(mut plugin) => {
+                plugin.notes = cloud.bind(&mut plugin);
                 loaded.insert(name.clone(), Arc::new(plugin));
             }
             Err(e) => problems.push(playbook.source.diagnostic(
@@ -74,23 +71,16 @@ pub async fn load_plugins(
 }
 
 impl PlaybookPlan {
-    /// Read a playbook, load its plugins and check it: everything `validate`,
-    /// `plan` and `run` do before any plugin action runs.
+    /// Read a playbook, load its plugins (bound to their clouds by `cloud`)
+    /// and check it: everything `validate`, `plan` and `run` do before any
+    /// plugin action runs.
     pub async fn load(
         runtime: &PluginRuntime,
         path: &std::path::Path,
-    ) -> Result<PlaybookPlan, Diagnostics> {
-        Self::load_with(runtime, path, &|_| None).await
-    }
-
-    /// [`PlaybookPlan::load`] with credential signers for some plugins.
-    pub async fn load_with(
-        runtime: &PluginRuntime,
-        path: &std::path::Path,
-        authorizer_for: AuthorizerFor<'_>,
+        cloud: &CloudEnv,
     ) -> Result<PlaybookPlan, Diagnostics> {
         let playbook = Playbook::load(path)?;
-        let plugins = load_plugins(runtime, &playbook, authorizer_for).await?;
+        let plugins = load_plugins(runtime, &playbook, cloud).await?;
         PlaybookPlan::build(playbook, plugins)
     }
 

@@ -91,6 +91,8 @@ pub struct LoadedPlugin {
     pub config: serde_json::Value,
     pub cache: CacheOutcome,
     pub imports: Vec<String>,
+    /// What the host changed for this plugin's cloud (journaled).
+    pub notes: Vec<String>,
     pre: PluginPre,
 }
 
@@ -342,6 +344,7 @@ impl PluginRuntime {
             config: source.config,
             cache,
             imports,
+            notes: Vec::new(),
             pre,
         };
         let quiet: sandbox::EventSink = Arc::new(|_| {});

@@ -1,0 +1,115 @@
+//! Cloud bindings of plugins: what the host adds to a plugin of a given
+//! provider (from its `describe`) so that it can reach its cloud without
+//! holding credentials — the signer at the egress boundary, endpoint
+//! overrides from the environment, default allowed hosts. Every binding is
+//! recorded as a note that lands in the journal.
+
+pub mod aws;
+
+use std::sync::Arc;
+
+use crate::egress::{EgressPolicy, HostPattern};
+use crate::runtime::LoadedPlugin;
+
+/// What the host's environment says about clouds, read once per process.
+pub struct CloudEnv {
+    pub aws: aws::AwsEnvironment,
+    aws_credentials: Arc<aws::AwsCredentialSource>,
+}
+
+impl CloudEnv {
+    pub fn from_env() -> Self {
+        CloudEnv {
+            aws: aws::AwsEnvironment::from_env(),
+            aws_credentials: Arc::new(aws::AwsCredentialSource::default_chain()),
+        }
+    }
+
+    /// An environment with no cloud settings (unit tests, pure plugins).
+    pub fn empty() -> Self {
+        CloudEnv {
+            aws: aws::AwsEnvironment::default(),
+            aws_credentials: Arc::new(aws::AwsCredentialSource::default_chain()),
+        }
+    }
+
+    /// Attach what a plugin of this provider needs. Returns notes for the
+    /// journal describing each change.
+    pub fn bind(&self, plugin: &mut LoadedPlugin) -> Vec<String> {
+        let provider = plugin.info.provider.clone();
+        if provider == "aws" || provider.starts_with("aws-") {
+            self.bind_aws(plugin, provider.strip_prefix("aws-").unwrap_or("ec2"))
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn bind_aws(&self, plugin: &mut LoadedPlugin, service: &str) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut policy: EgressPolicy = (*plugin.egress).clone();
+        if policy.patterns().is_empty() {
+            let default: Vec<String> = match service {
+                "s3" => vec!["s3.*.amazonaws.com".into(), "*.s3.*.amazonaws.com".into()],
+                other => vec![format!("{other}.*.amazonaws.com")],
+            };
+            for pattern in &default {
+                policy.allow(HostPattern::parse(pattern).expect("valid default pattern"));
+            }
+            notes.push(format!(
+                "no allow_hosts given: allowing the AWS {service} endpoints ({})",
+                default.join(", ")
+            ));
+        }
+        let config = plugin.config.as_object_mut();
+        if let Some(config) = config {
+            if let Some(url) = self.aws.endpoint_for(service) {
+                if config.contains_key("endpoint_url") {
+                    notes.push(format!(
+                        "the playbook's endpoint_url wins over the environment's {url}"
+                    ));
+                } else {
+                    match endpoint_pattern(url) {
+                        Ok(pattern) => {
+                            notes.push(format!(
+                                "endpoint override from AWS_ENDPOINT_URL: {url} passed to the plugin and added to its allowed hosts ({pattern})"
+                            ));
+                            policy.allow(pattern);
+                            config.insert(
+                                "endpoint_url".into(),
+                                serde_json::Value::String(url.to_string()),
+                            );
+                        }
+                        Err(e) => notes.push(format!("ignoring AWS endpoint override {url}: {e}")),
+                    }
+                }
+            }
+            if let Some(region) = &self.aws.region {
+                config
+                    .entry("region")
+                    .or_insert_with(|| serde_json::Value::String(region.clone()));
+            }
+        }
+        let region = plugin
+            .config
+            .get("region")
+            .and_then(|r| r.as_str())
+            .unwrap_or("us-east-1")
+            .to_string();
+        plugin.egress = Arc::new(policy);
+        plugin.authorizer = Some(Arc::new(aws::AwsSigner::new(
+            self.aws_credentials.clone(),
+            service,
+            &region,
+        )));
+        notes.push(format!("requests to allowed hosts are signed by the host with SigV4 ({service}, default region {region}); the plugin holds no credentials"));
+        notes
+    }
+}
+
+/// The exact host:port pattern of an endpoint URL.
+fn endpoint_pattern(url: &str) -> Result<HostPattern, String> {
+    let parsed = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = parsed.host_str().ok_or("no host")?;
+    let port = parsed.port_or_known_default().ok_or("no port")?;
+    Ok(HostPattern::exact(Some(parsed.scheme()), host, port))
+}

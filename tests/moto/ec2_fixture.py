@@ -1,0 +1,201 @@
+"""Seed and read EC2 state in a moto server, for irhost's AWS tests.
+
+  ec2_fixture.py seed ENDPOINT SCENARIO   -> prints the created ids as JSON
+  ec2_fixture.py state ENDPOINT           -> prints instances, ENIs, groups,
+                                             snapshots and volumes as JSON
+  ec2_fixture.py eni-groups ENDPOINT      -> moves a two-ENI instance's ENIs to a
+                                             new group each and prints what EC2
+                                             then reports (shows moto's ENI fix)
+
+Scenarios:
+  multi-eni   one instance, two ENIs in two subnets, three EBS volumes
+  two-vpcs    two instances in two VPCs
+  stopped     one stopped instance
+  fleet:N     N single-ENI instances with one extra volume each
+"""
+
+import json
+import sys
+
+import boto3
+
+REGION = "us-east-1"
+
+
+def client(endpoint):
+    return boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def ami(ec2):
+    return ec2.describe_images()["Images"][0]["ImageId"]
+
+
+def vpc_with_subnets(ec2, cidr, n):
+    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    base = cidr.split(".")
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"{base[0]}.{base[1]}.{i}.0/24")["Subnet"]["SubnetId"]
+        for i in range(n)
+    ]
+    web = ec2.create_security_group(GroupName=f"web-{vpc}", Description="web", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=web,
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+            {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+        ],
+    )
+    return vpc, subnets, web
+
+
+def instance(ec2, subnet, groups, volumes, name):
+    mappings = [
+        {"DeviceName": f"/dev/sd{chr(ord('f') + i)}", "Ebs": {"VolumeSize": 8, "DeleteOnTermination": True}}
+        for i in range(volumes)
+    ]
+    r = ec2.run_instances(
+        ImageId=ami(ec2),
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        SubnetId=subnet,
+        SecurityGroupIds=groups,
+        BlockDeviceMappings=mappings,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}],
+    )
+    return r["Instances"][0]["InstanceId"]
+
+
+def seed(endpoint, scenario):
+    ec2 = client(endpoint)
+    out = {}
+    if scenario == "multi-eni":
+        vpc, subnets, web = vpc_with_subnets(ec2, "10.10.0.0/16", 2)
+        db = ec2.create_security_group(GroupName="db", Description="db", VpcId=vpc)["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=db,
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "IpRanges": [{"CidrIp": "10.10.0.0/16"}]}],
+        )
+        # Three EBS volumes (moto adds no root volume when mappings are given).
+        iid = instance(ec2, subnets[0], [web], 3, "multi-eni")
+        eni = ec2.create_network_interface(SubnetId=subnets[1], Groups=[db])["NetworkInterface"]["NetworkInterfaceId"]
+        ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=iid, DeviceIndex=1)
+        eip = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=iid)
+        out = {"instance": iid, "vpc": vpc, "groups": {"web": web, "db": db}, "secondary_eni": eni, "eip": eip["PublicIp"]}
+    elif scenario == "two-vpcs":
+        ids = []
+        vpcs = []
+        for i, cidr in enumerate(["10.20.0.0/16", "10.30.0.0/16"]):
+            vpc, subnets, web = vpc_with_subnets(ec2, cidr, 1)
+            vpcs.append(vpc)
+            ids.append(instance(ec2, subnets[0], [web], 1, f"vpc{i}"))
+        out = {"instances": ids, "vpcs": vpcs}
+    elif scenario == "stopped":
+        vpc, subnets, web = vpc_with_subnets(ec2, "10.40.0.0/16", 1)
+        iid = instance(ec2, subnets[0], [web], 1, "stopped")
+        ec2.stop_instances(InstanceIds=[iid])
+        out = {"instance": iid, "vpc": vpc}
+    elif scenario.startswith("fleet:"):
+        n = int(scenario.split(":")[1])
+        vpc, subnets, web = vpc_with_subnets(ec2, "10.50.0.0/16", 1)
+        out = {"instances": [instance(ec2, subnets[0], [web], 1, f"fleet{i}") for i in range(n)], "vpc": vpc}
+    else:
+        raise SystemExit(f"unknown scenario {scenario}")
+    print(json.dumps(out))
+
+
+def state(endpoint):
+    ec2 = client(endpoint)
+    instances = {}
+    for r in ec2.describe_instances()["Reservations"]:
+        for i in r["Instances"]:
+            iid = i["InstanceId"]
+            term = ec2.describe_instance_attribute(InstanceId=iid, Attribute="disableApiTermination")
+            shutdown = ec2.describe_instance_attribute(InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior")
+            instances[iid] = {
+                "state": i["State"]["Name"],
+                "vpc": i.get("VpcId"),
+                "groups": sorted(g["GroupId"] for g in i.get("SecurityGroups", [])),
+                "termination_protection": term["DisableApiTermination"]["Value"],
+                "shutdown_behavior": shutdown["InstanceInitiatedShutdownBehavior"]["Value"],
+                "volumes": [
+                    {
+                        "volume": m["Ebs"]["VolumeId"],
+                        "device": m["DeviceName"],
+                        "delete_on_termination": m["Ebs"]["DeleteOnTermination"],
+                    }
+                    for m in i.get("BlockDeviceMappings", [])
+                    if "Ebs" in m
+                ],
+            }
+    enis = {
+        e["NetworkInterfaceId"]: {
+            "instance": e.get("Attachment", {}).get("InstanceId"),
+            "groups": sorted(g["GroupId"] for g in e["Groups"]),
+            "tags": {t["Key"]: t["Value"] for t in e.get("TagSet", [])},
+        }
+        for e in ec2.describe_network_interfaces()["NetworkInterfaces"]
+    }
+    groups = {
+        g["GroupId"]: {
+            "name": g["GroupName"],
+            "vpc": g.get("VpcId"),
+            "ingress": len(g.get("IpPermissions", [])),
+            "egress": len(g.get("IpPermissionsEgress", [])),
+            "tags": {t["Key"]: t["Value"] for t in g.get("Tags", [])},
+        }
+        for g in ec2.describe_security_groups()["SecurityGroups"]
+    }
+    snapshots = {}
+    for s in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]:
+        perms = ec2.describe_snapshot_attribute(SnapshotId=s["SnapshotId"], Attribute="createVolumePermission")
+        snapshots[s["SnapshotId"]] = {
+            "volume": s.get("VolumeId"),
+            "tags": {t["Key"]: t["Value"] for t in s.get("Tags", [])},
+            "shared_with": sorted(p["UserId"] for p in perms.get("CreateVolumePermissions", []) if "UserId" in p),
+        }
+    print(json.dumps({"instances": instances, "enis": enis, "groups": groups, "snapshots": snapshots}))
+
+
+def eni_groups(endpoint):
+    ec2 = client(endpoint)
+    vpc, subnets, web = vpc_with_subnets(ec2, "10.60.0.0/16", 2)
+    iid = instance(ec2, subnets[0], [web], 1, "probe")
+    secondary = ec2.create_network_interface(SubnetId=subnets[1], Groups=[web])["NetworkInterface"]["NetworkInterfaceId"]
+    ec2.attach_network_interface(NetworkInterfaceId=secondary, InstanceId=iid, DeviceIndex=1)
+    desc = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    primary = next(n["NetworkInterfaceId"] for n in desc["NetworkInterfaces"] if n["Attachment"]["DeviceIndex"] == 0)
+    a = ec2.create_security_group(GroupName="a", Description="a", VpcId=vpc)["GroupId"]
+    b = ec2.create_security_group(GroupName="b", Description="b", VpcId=vpc)["GroupId"]
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=secondary, Groups=[a])
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=primary, Groups=[b])
+
+    def groups_of(eni):
+        e = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+        return sorted(g["GroupId"] for g in e["Groups"])
+
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    print(json.dumps({
+        "web": web, "a": a, "b": b,
+        "secondary": groups_of(secondary),
+        "primary": groups_of(primary),
+        "instance": sorted(g["GroupId"] for g in inst["SecurityGroups"]),
+    }))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "eni-groups":
+        eni_groups(sys.argv[2])
+    elif sys.argv[1] == "seed":
+        seed(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "state":
+        state(sys.argv[2])
+    else:
+        raise SystemExit(__doc__)

@@ -1,0 +1,87 @@
+"""Start moto's EC2/S3 server on loopback with one fidelity fix, for irhost's tests.
+
+On AWS an instance's security groups are its primary network interface's
+groups, and every other interface has only its own. Stock moto (5.2.x):
+
+  1. reports an ENI's groups as the union of its own and the instance's
+     (NetworkInterface.group_set), so a secondary ENI moved to an isolation
+     group still shows the instance's groups;
+  2. does not change the instance's groups when ModifyNetworkInterfaceAttribute
+     changes the primary ENI's groups (and the reverse for
+     ModifyInstanceAttribute GroupId).
+
+So a correct per-ENI isolation never looks complete there. With --fix-eni-groups
+(the default) this launcher patches exactly these two behaviours and nothing
+else; --stock starts moto unchanged (tests use it to show the difference).
+
+Usage: irhost_moto_server.py [--port 0] [--stock]
+Prints "READY <port>" on stdout once the server accepts connections.
+"""
+
+import argparse
+import sys
+
+
+def apply_eni_group_fix() -> None:
+    from moto.ec2.models.elastic_network_interfaces import (
+        NetworkInterface,
+        NetworkInterfaceBackend,
+    )
+    from moto.ec2.models.instances import InstanceBackend
+
+    # 1. An ENI's groups are its own.
+    NetworkInterface.group_set = property(lambda self: self._group_set)
+
+    # 2. The instance's groups are its primary ENI's groups, both ways.
+    modify_eni = NetworkInterfaceBackend.modify_network_interface_attribute
+
+    def modify_network_interface_attribute(self, eni_id, group_ids, *args, **kwargs):
+        modify_eni(self, eni_id, group_ids, *args, **kwargs)
+        eni = self.get_network_interface(eni_id)
+        instance = eni.instance
+        if group_ids and instance is not None and instance.nics.get(0) is eni:
+            instance.security_groups = list(eni._group_set)
+
+    NetworkInterfaceBackend.modify_network_interface_attribute = modify_network_interface_attribute
+
+    modify_instance = InstanceBackend.modify_instance_security_groups
+
+    def modify_instance_security_groups(self, instance_id, new_group_id_list):
+        instance = modify_instance(self, instance_id, new_group_id_list)
+        primary = instance.nics.get(0)
+        if primary is not None:
+            primary._group_set = list(instance.security_groups)
+        return instance
+
+    InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stock", action="store_true", help="do not apply the ENI group fix")
+    args = parser.parse_args()
+
+    if not args.stock:
+        apply_eni_group_fix()
+
+    from werkzeug.serving import make_server
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    app = DomainDispatcherApplication(create_backend_app)
+    # Loopback only: moto's own default is 0.0.0.0.
+    server = make_server("127.0.0.1", args.port, app, True, request_handler=MotoRequestHandler)
+    print(f"READY {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
