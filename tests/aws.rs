@@ -370,7 +370,12 @@ fn a_missing_instance_fails_alone_and_a_stopped_one_is_still_handled() {
     assert_eq!(status(&format!("aws:{stopped}")), Some(Status::Succeeded));
     assert_eq!(status(&format!("aws:{good}")), Some(Status::Succeeded));
     let state = moto.state();
-    let (iso, _) = isolation_groups(&state, "ir-5")[0];
+    // One isolation group per VPC: the good instance's is the one in its VPC.
+    let vpc = &state["instances"][good.as_str()]["vpc"];
+    let (iso, _) = isolation_groups(&state, "ir-5")
+        .into_iter()
+        .find(|(_, g)| &g["vpc"] == vpc)
+        .unwrap();
     for (_, e) in enis_of(&state, &good) {
         assert_eq!(e["groups"], serde_json::json!([iso]));
     }
@@ -408,4 +413,44 @@ fn the_moto_launcher_fixes_only_the_eni_group_infidelity() {
         serde_json::json!([s(&fixed["b"])]),
         "{fixed}"
     );
+}
+
+#[test]
+fn throttling_is_reported_as_throttled_and_backed_off_by_the_engine() {
+    // moto never throttles; the launcher injects RequestLimitExceeded on the
+    // first two CreateSnapshots calls, as AWS does under load.
+    let moto = Moto::launch_with(&["--throttle", "CreateSnapshots:2"]);
+    let iid = s(&moto.seed("multi-eni")["instance"]).to_string();
+    let ws = Workspace::new();
+    let out = run_compromise(&moto, &ws, "ir-6", &[&iid]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let records = ws.journal("ir-6");
+    let retries: Vec<(u64, String)> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::StepRetrying {
+                step,
+                delay_ms,
+                reason,
+                ..
+            } if step == "snapshot" => Some((*delay_ms, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    for (delay, reason) in &retries {
+        assert!(reason.contains("throttled"), "{reason}");
+        assert!(
+            *delay >= 2000,
+            "the plugin's retry-after (2 s) is honoured: {delay}"
+        );
+    }
+    assert!(matches!(
+        finished(&records, &format!("aws:{iid}"), "snapshot"),
+        RunEvent::StepFinished {
+            attempts: 3,
+            status: Status::Succeeded,
+            ..
+        }
+    ));
 }

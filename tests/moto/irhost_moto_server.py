@@ -14,7 +14,11 @@ So a correct per-ENI isolation never looks complete there. With --fix-eni-groups
 (the default) this launcher patches exactly these two behaviours and nothing
 else; --stock starts moto unchanged (tests use it to show the difference).
 
-Usage: irhost_moto_server.py [--port 0] [--stock]
+For tests of throttling (which moto never does), --throttle Action:N makes
+the first N calls of an EC2 action fail with RequestLimitExceeded, as AWS
+does under load. This is fault injection, off unless asked for.
+
+Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2]
 Prints "READY <port>" on stdout once the server accepts connections.
 """
 
@@ -56,14 +60,37 @@ def apply_eni_group_fix() -> None:
     InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
 
 
+def inject_throttling(spec: str) -> None:
+    import re
+
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses import EC2Response
+
+    action, count = spec.split(":")
+    method = re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
+    original = getattr(EC2Response, method)
+    remaining = [int(count)]
+
+    def throttled(self, *args, **kwargs):
+        if remaining[0] > 0:
+            remaining[0] -= 1
+            raise EC2ClientError("RequestLimitExceeded", "Request limit exceeded.")
+        return original(self, *args, **kwargs)
+
+    setattr(EC2Response, method, throttled)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--stock", action="store_true", help="do not apply the ENI group fix")
+    parser.add_argument("--throttle", action="append", default=[], metavar="ACTION:N")
     args = parser.parse_args()
 
     if not args.stock:
         apply_eni_group_fix()
+    for spec in args.throttle:
+        inject_throttling(spec)
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (

@@ -217,12 +217,15 @@ impl AwsSigner {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let (service, region) = scope_from_host(&host).unwrap_or_else(|| {
-            (
-                hint("x-irhost-aws-service").unwrap_or_else(|| self.default_service.clone()),
-                hint("x-irhost-aws-region").unwrap_or_else(|| self.default_region.clone()),
-            )
-        });
+        // Scope: the plugin's hint headers, else the AWS host name, else the
+        // signer's defaults (endpoint overrides such as a local moto).
+        let from_host = scope_from_host(&host);
+        let service = hint("x-irhost-aws-service")
+            .or_else(|| from_host.as_ref().map(|(s, _)| s.clone()))
+            .unwrap_or_else(|| self.default_service.clone());
+        let region = hint("x-irhost-aws-region")
+            .or_else(|| from_host.as_ref().map(|(_, r)| r.clone()))
+            .unwrap_or_else(|| self.default_region.clone());
         request.headers_mut().remove("x-irhost-aws-service");
         request.headers_mut().remove("x-irhost-aws-region");
         if !request.headers().contains_key(http::header::HOST) {
@@ -329,7 +332,12 @@ mod tests {
         headers: &[(&str, &str)],
         body: &str,
     ) -> http::Request<Bytes> {
-        let mut builder = http::Request::builder().method(method).uri(uri);
+        // The suite signs for service "service"; the hint header says so
+        // (and is not signed: the signer removes it).
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-irhost-aws-service", "service");
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }

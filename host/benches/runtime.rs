@@ -1,0 +1,243 @@
+//! Runtime benchmarks (`cargo bench -p irhost --bench runtime`), figures
+//! recorded in BENCHMARKS.md:
+//!
+//! - host overhead per plugin call: instantiate + call + drop a fresh
+//!   instance, no I/O, pooling allocator (median and p99);
+//! - cold compile vs cached load of a plugin (test-provider, aws-ec2);
+//! - 1,000 targets through a 3-step playbook of the test provider at
+//!   concurrency 64: wall time and peak RSS (measured in a child process,
+//!   so earlier scenarios do not inflate it).
+//!
+//! Needs the plugins built (`scripts/build-plugins`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use irhost::cloud::CloudEnv;
+use irhost::engine::{self, RunOptions};
+use irhost::plan::PlaybookPlan;
+use irhost::runtime::bindings::Target;
+use irhost::runtime::sandbox::CallContext;
+use irhost::runtime::{Invocation, PluginRuntime, PluginSource, RuntimeConfig};
+use irhost::target::TargetSpec;
+
+fn plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/dist")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/build-plugins",
+        path.display()
+    );
+    path
+}
+
+fn source(name: &str) -> PluginSource {
+    PluginSource {
+        name: name.into(),
+        path: plugin(name),
+        sha256: None,
+        limits: Default::default(),
+        egress: Default::default(),
+        authorizer: None,
+        config: serde_json::json!({}),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn call_overhead(rt: &tokio::runtime::Runtime) {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    for name in ["hostile", "test-provider"] {
+        let plugin = rt.block_on(runtime.load(source(name))).unwrap();
+        let action = if name == "hostile" {
+            "misbehave"
+        } else {
+            "snapshot"
+        };
+        let invocation = || Invocation {
+            action: action.into(),
+            target: Target {
+                provider: "test".into(),
+                id: "t".into(),
+                region: None,
+                account: None,
+                attributes: vec![],
+            },
+            inputs: vec![],
+            previous_isolation: None,
+            call: CallContext {
+                plugin: name.into(),
+                step: "bench".into(),
+                target: "test:t".into(),
+                case_id: "bench".into(),
+                attempt: 1,
+                params: serde_json::json!({ "mode": "ok", "volumes": 1 }),
+                events: Arc::new(|_| {}),
+                log_budget: 1 << 20,
+            },
+            timeout: None,
+        };
+        for _ in 0..200 {
+            rt.block_on(plugin.invoke(&runtime, invocation())).unwrap();
+        }
+        let mut samples = Vec::with_capacity(5000);
+        for _ in 0..5000 {
+            let inv = invocation();
+            let start = Instant::now();
+            rt.block_on(plugin.invoke(&runtime, inv)).unwrap();
+            samples.push(start.elapsed());
+        }
+        samples.sort();
+        println!(
+            "call overhead ({name}.{action}, instantiate+call+drop, pooling): median {:.1} µs, p99 {:.1} µs, n=5000",
+            percentile(&samples, 0.5).as_secs_f64() * 1e6,
+            percentile(&samples, 0.99).as_secs_f64() * 1e6
+        );
+    }
+}
+
+fn load_times(rt: &tokio::runtime::Runtime) {
+    for name in ["test-provider", "aws-ec2"] {
+        if !plugin(name).exists() {
+            continue;
+        }
+        let size = std::fs::metadata(plugin(name)).unwrap().len();
+        let cache = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        };
+        let runtime = PluginRuntime::new(config.clone()).unwrap();
+        let start = Instant::now();
+        rt.block_on(runtime.load(source(name))).unwrap();
+        let cold = start.elapsed();
+        let mut cached = Vec::new();
+        for _ in 0..10 {
+            let runtime = PluginRuntime::new(config.clone()).unwrap();
+            let start = Instant::now();
+            rt.block_on(runtime.load(source(name))).unwrap();
+            cached.push(start.elapsed());
+        }
+        cached.sort();
+        println!(
+            "load {name} ({:.1} MB): cold compile {:.0} ms, cached load median {:.1} ms (incl. describe call)",
+            size as f64 / 1e6,
+            cold.as_secs_f64() * 1e3,
+            percentile(&cached, 0.5).as_secs_f64() * 1e3
+        );
+    }
+}
+
+const FLEET_PLAYBOOK: &str = r#"
+[playbook]
+name = "fleet"
+[plugins.test]
+path = "PLUGIN"
+config = { volumes = 2 }
+[[steps]]
+id = "snapshot"
+plugin = "test"
+action = "snapshot"
+[[steps]]
+id = "interfaces"
+plugin = "test"
+action = "enumerate-interfaces"
+[[steps]]
+id = "isolate"
+plugin = "test"
+action = "isolate"
+after = ["snapshot", "interfaces"]
+"#;
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn fleet(rt: &tokio::runtime::Runtime, targets: usize, concurrency: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("fleet.toml");
+    std::fs::write(
+        &pb,
+        FLEET_PLAYBOOK.replace("PLUGIN", plugin("test-provider").to_str().unwrap()),
+    )
+    .unwrap();
+    let runtime = Arc::new(
+        PluginRuntime::new(RuntimeConfig {
+            cache_dir: None,
+            ..RuntimeConfig::default()
+        })
+        .unwrap(),
+    );
+    let plan = rt
+        .block_on(PlaybookPlan::load(&runtime, &pb, &CloudEnv::empty()))
+        .unwrap();
+    let targets: Vec<TargetSpec> = (0..targets)
+        .map(|i| TargetSpec::parse(&format!("test:host-{i}")).unwrap())
+        .collect();
+    let n = targets.len();
+    let options = RunOptions::new(Some("fleet".into()), dir.path().join("cases"), concurrency);
+    let start = Instant::now();
+    let summary = rt
+        .block_on(engine::run_plan(
+            runtime,
+            Arc::new(plan),
+            targets,
+            options,
+            None,
+            Default::default(),
+        ))
+        .unwrap();
+    let wall = start.elapsed();
+    assert_eq!(summary.succeeded(), n);
+    let journal = std::fs::metadata(dir.path().join("cases/fleet/journal.jsonl"))
+        .unwrap()
+        .len();
+    println!(
+        "fleet: {n} targets x 3 steps at concurrency {concurrency}: wall {:.2} s ({:.0} targets/s), peak RSS {:.0} MiB, journal {:.1} MB",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        peak_rss_kib() as f64 / 1024.0,
+        journal as f64 / 1e6
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let args: Vec<String> = std::env::args().collect();
+    // `--fleet N C` runs only the fleet scenario (in a child process).
+    if let Some(i) = args.iter().position(|a| a == "--fleet") {
+        fleet(
+            &rt,
+            args[i + 1].parse().unwrap(),
+            args[i + 2].parse().unwrap(),
+        );
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--fleet", "1000", "64"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    call_overhead(&rt);
+    load_times(&rt);
+}
