@@ -88,9 +88,17 @@ impl Server {
     }
 
     /// One request; returns the status and the body (read to the end).
-    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: irhost\r\nConnection: close\r\n");
         if let Some(t) = token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
@@ -114,12 +122,18 @@ impl Server {
 
     fn get(&self, path: &str) -> (u16, Value) {
         let (status, body) = self.request("GET", path, Some(TOKEN), None);
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (status, body) = self.request("POST", path, Some(TOKEN), Some(&body.to_string()));
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     fn cases(&self) -> PathBuf {
@@ -134,7 +148,10 @@ impl Server {
             if done(&body) {
                 return body;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {body}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -155,9 +172,10 @@ fn parse_response(raw: &[u8]) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
     if !chunked {
         return (status, body.to_string());
     }
@@ -203,11 +221,37 @@ fn auth_health_openapi_and_limits() {
     // Bodies over the limit are refused; unknown fields and bad names too.
     let big = json!({"playbook": "api-test", "params": {"pad": "x".repeat(20 * 1024)}});
     assert_eq!(server.post("/v1/runs", &big).0, 413);
-    assert_eq!(server.post("/v1/runs", &json!({"playbook": "api-test", "bogus": 1})).0, 422);
-    assert_eq!(server.post("/v1/runs", &json!({"playbook": "../api-test", "targets": ["test:a"]})).0, 400);
-    assert_eq!(server.post("/v1/runs", &json!({"playbook": "nope", "targets": ["test:a"]})).0, 404);
     assert_eq!(
-        server.post("/v1/runs", &json!({"playbook": "api-test", "targets": ["test:a"], "case": "../x"})).0,
+        server
+            .post("/v1/runs", &json!({"playbook": "api-test", "bogus": 1}))
+            .0,
+        422
+    );
+    assert_eq!(
+        server
+            .post(
+                "/v1/runs",
+                &json!({"playbook": "../api-test", "targets": ["test:a"]})
+            )
+            .0,
+        400
+    );
+    assert_eq!(
+        server
+            .post(
+                "/v1/runs",
+                &json!({"playbook": "nope", "targets": ["test:a"]})
+            )
+            .0,
+        404
+    );
+    assert_eq!(
+        server
+            .post(
+                "/v1/runs",
+                &json!({"playbook": "api-test", "targets": ["test:a"], "case": "../x"})
+            )
+            .0,
         400
     );
     assert_eq!(server.get("/v1/runs/unknown").0, 404);
@@ -228,13 +272,15 @@ fn a_run_goes_from_request_to_verified_case_with_events() {
     // The event stream replays from the first record and ends with the run.
     let (status, sse) = server.request("GET", &format!("/v1/runs/{run}/events"), Some(TOKEN), None);
     assert_eq!(status, 200);
-    for needle in ["event: run_started", "event: step_finished", "event: run_finished", "event: end"] {
+    for needle in [
+        "event: run_started",
+        "event: step_finished",
+        "event: run_finished",
+        "event: end",
+    ] {
         assert!(sse.contains(needle), "no `{needle}` in\n{sse}");
     }
-    let first_data = sse
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .unwrap();
+    let first_data = sse.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     let first: Value = serde_json::from_str(first_data).unwrap();
     assert_eq!(first["seq"], 0);
     assert_eq!(first["event"]["type"], "run_started");
@@ -246,9 +292,18 @@ fn a_run_goes_from_request_to_verified_case_with_events() {
     assert_eq!(targets.len(), 2);
     for t in targets {
         assert_eq!(t["state"], "succeeded", "{t}");
-        let steps: Vec<&str> = t["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+        let steps: Vec<&str> = t["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
         assert_eq!(steps, vec!["snapshot", "interfaces", "isolate", "seal"]);
-        assert!(t["steps"].as_array().unwrap().iter().all(|s| s["state"] == "succeeded"));
+        assert!(t["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "succeeded"));
     }
 
     let (status, verify) = server.get("/v1/cases/api-1/verify");
@@ -263,7 +318,10 @@ fn a_run_goes_from_request_to_verified_case_with_events() {
     std::fs::write(&path, text.replacen("test:a", "test:z", 1)).unwrap();
     let (_, verify) = server.get("/v1/cases/api-1/verify");
     assert_eq!(verify["valid"], false, "{verify}");
-    assert!(verify["error"].as_str().unwrap().contains("hash mismatch"), "{verify}");
+    assert!(
+        verify["error"].as_str().unwrap().contains("hash mismatch"),
+        "{verify}"
+    );
 }
 
 #[test]
@@ -289,7 +347,11 @@ fn a_long_run_survives_its_client_and_is_cancelled() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     }
     let status = server.wait_for(&run, "a running step", |s| {
-        s["targets"][0]["steps"].as_array().unwrap().iter().any(|st| st["state"] == "running")
+        s["targets"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|st| st["state"] == "running")
     });
     assert_eq!(status["state"], "running");
 
@@ -298,13 +360,28 @@ fn a_long_run_survives_its_client_and_is_cancelled() {
     assert_eq!(code, 202, "{answer}");
     let status = server.wait_for(&run, "cancellation", |s| s["state"] != "running");
     assert_eq!(status["state"], "cancelled", "{status}");
-    assert!(started.elapsed() < Duration::from_secs(20), "cancel took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "cancel took {:?}",
+        started.elapsed()
+    );
     let target = &status["targets"][0];
     assert_ne!(target["state"], "succeeded", "{target}");
-    let isolate = target["steps"].as_array().unwrap().iter().find(|s| s["step"] == "isolate").unwrap();
-    assert_eq!(isolate["state"], "skipped", "nothing mutates after a cancel: {isolate}");
+    let isolate = target["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "isolate")
+        .unwrap();
+    assert_eq!(
+        isolate["state"], "skipped",
+        "nothing mutates after a cancel: {isolate}"
+    );
 
     // The case journal records the end and still verifies.
     let records = server.ws.journal("api-slow");
-    assert!(matches!(records.last().unwrap().event, irhost::events::RunEvent::RunFinished { .. }));
+    assert!(matches!(
+        records.last().unwrap().event,
+        irhost::events::RunEvent::RunFinished { .. }
+    ));
 }

@@ -38,9 +38,10 @@ fn guardduty_events_quarantine_one_instance_once() {
     let ws = Workspace::new();
     // The shipped sample: a matching finding, a low-severity one, a second
     // finding on the same instance, and a torn line.
-    let sample = std::fs::read_to_string(repo_root().join("playbooks/rules/sample-guardduty-events.jsonl"))
-        .unwrap()
-        .replace("i-0123456789abcdef0", &iid);
+    let sample =
+        std::fs::read_to_string(repo_root().join("playbooks/rules/sample-guardduty-events.jsonl"))
+            .unwrap()
+            .replace("i-0123456789abcdef0", &iid);
     let events = ws.path().join("events.jsonl");
     std::fs::write(&events, sample).unwrap();
     let rules = repo_root().join("playbooks/rules/guardduty.toml");
@@ -61,7 +62,11 @@ fn guardduty_events_quarantine_one_instance_once() {
     assert!(matches!(records[0].event, RunEvent::WatchStarted { .. }));
     assert!(matches!(
         records.last().unwrap().event,
-        RunEvent::WatchStopped { events: 4, runs: 1, failed_runs: 0 }
+        RunEvent::WatchStopped {
+            events: 4,
+            runs: 1,
+            failed_runs: 0
+        }
     ));
     let ds = decisions(&records);
     let by_line = |n: u64| {
@@ -95,7 +100,10 @@ fn guardduty_events_quarantine_one_instance_once() {
     assert!(event.is_some(), "the matched event is journaled");
     match by_line(3) {
         RunEvent::WatchDecision { reason, .. } => {
-            assert!(reason.as_deref().unwrap().contains(run_id.as_str()), "{reason:?}")
+            assert!(
+                reason.as_deref().unwrap().contains(run_id.as_str()),
+                "{reason:?}"
+            )
         }
         _ => unreachable!(),
     }
@@ -112,9 +120,9 @@ fn guardduty_events_quarantine_one_instance_once() {
 
     // The run's own case journal verifies and ran under the announced id.
     let run = ws.journal(case);
-    assert!(run.iter().any(
-        |r| matches!(&r.event, RunEvent::RunStarted { run_id: r, .. } if r == run_id)
-    ));
+    assert!(run
+        .iter()
+        .any(|r| matches!(&r.event, RunEvent::RunStarted { run_id: r, .. } if r == run_id)));
 
     // In moto: the instance's ENIs carry only the case's isolation group.
     let state = moto.state();
@@ -179,11 +187,25 @@ fn an_invalid_rules_file_is_located_and_nothing_runs() {
     let ws = Workspace::new();
     ws.playbook("pb.toml", PLAYBOOK);
     let rules = ws.path().join("rules.toml");
-    std::fs::write(&rules, RULES.replace("concurrency = 2", "concurrency = 2\nwindow = 3")).unwrap();
-    let out = ws.irhost(&["watch", "--rules", rules.to_str().unwrap(), "--events", "/dev/null"]);
+    std::fs::write(
+        &rules,
+        RULES.replace("concurrency = 2", "concurrency = 2\nwindow = 3"),
+    )
+    .unwrap();
+    let out = ws.irhost(&[
+        "watch",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--events",
+        "/dev/null",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("rules.toml:4:1"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("unknown field `window`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown field `window`"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!ws.cases().join("watch").exists());
 }
 
@@ -234,12 +256,18 @@ fn stdin_events_fan_out_to_targets_and_dedup_within_the_window() {
         .collect();
     use WatchDecisionKind::*;
     // web-2 of A3 is deduplicated (active or just done), web-4 runs.
-    assert_eq!(kinds, vec![Matched, Ignored, Malformed, Deduplicated, Matched], "{ds:?}");
+    assert_eq!(
+        kinds,
+        vec![Matched, Ignored, Malformed, Deduplicated, Matched],
+        "{ds:?}"
+    );
     let first = ws.journal("edr-A1");
     let started = first
         .iter()
         .find_map(|r| match &r.event {
-            RunEvent::RunStarted { targets, params, .. } => Some((targets.clone(), params.clone())),
+            RunEvent::RunStarted {
+                targets, params, ..
+            } => Some((targets.clone(), params.clone())),
             _ => None,
         })
         .unwrap();
@@ -258,7 +286,13 @@ fn http_events_are_answered_with_decisions() {
     let rules = ws.path().join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
-        .args(["watch", "--rules", rules.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .current_dir(ws.path())
         .env("IRHOST_CASES_DIR", ws.cases())
         .env("IRHOST_CACHE_DIR", shared_cache())
@@ -295,4 +329,74 @@ fn http_events_are_answered_with_decisions() {
     let decisions: Value = serde_json::from_str(json).unwrap();
     assert_eq!(decisions[0]["decision"], "matched", "{decisions}");
     assert_eq!(decisions[0]["case"], "edr-H1");
+}
+
+#[test]
+fn a_followed_file_is_read_as_it_grows() {
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let events = ws.path().join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--follow",
+            events.to_str().unwrap(),
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = ws.cases().join("watch/journal.jsonl");
+    let wait_for = |what: &str, pred: &dyn Fn(&[JournalRecord]) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let records = irhost::journal::read_records(&journal).unwrap_or_default();
+            if pred(&records) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {records:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("the watch to start", &|r| !r.is_empty());
+    // A line written in two pieces is one event.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .unwrap();
+    file.write_all(br#"{"alert": {"id": "F1", "kind": "malware.a", "#)
+        .unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    file.write_all(b"\"score\": 80, \"hosts\": [\"f-1\"]}}\nnot json\n")
+        .unwrap();
+    file.flush().unwrap();
+    wait_for("the run to finish", &|r| {
+        decisions(r)
+            .iter()
+            .any(|e| kind(e) == WatchDecisionKind::RunFinished)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let records = ws.journal("watch");
+    let kinds: Vec<WatchDecisionKind> = decisions(&records).into_iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            WatchDecisionKind::Matched,
+            WatchDecisionKind::Malformed,
+            WatchDecisionKind::RunFinished
+        ]
+    );
 }

@@ -12,18 +12,18 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use irhost::cloud::CloudEnv;
 use futures::StreamExt;
 use irhost::api::Host;
+use irhost::cloud::CloudEnv;
 use irhost::engine::{RecordObserver, RunOptions};
 use irhost::events::{RunEvent, Status};
 use irhost::plan::PlaybookPlan;
 use irhost::playbook::{parse_duration, Diagnostics};
 use irhost::rules::Rules;
-use irhost::serve::{BearerToken, ServeConfig};
-use irhost::watch::{WatchError, WatchOptions, Watcher};
 use irhost::runtime::{PluginRuntime, PluginSource, RuntimeConfig};
+use irhost::serve::{BearerToken, ServeConfig};
 use irhost::target::TargetSpec;
+use irhost::watch::{WatchError, WatchOptions, Watcher};
 
 #[derive(Parser)]
 #[command(
@@ -262,10 +262,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             let rules = Rules::load(&rules)?;
             let dedup_window = dedup_window
-                .map(|d| parse_duration(&d).map_err(|e| Failure::Invalid(format!("--dedup-window: {e}"))))
+                .map(|d| {
+                    parse_duration(&d).map_err(|e| Failure::Invalid(format!("--dedup-window: {e}")))
+                })
                 .transpose()?;
             if !irhost::rules::valid_case_id(&journal_id) {
-                return Err(Failure::Invalid(format!("--journal-id `{journal_id}`: not a valid case id")));
+                return Err(Failure::Invalid(format!(
+                    "--journal-id `{journal_id}`: not a valid case id"
+                )));
             }
             let token = read_token(token_file.as_deref())?;
             let source = match (&events, &follow, &listen) {
@@ -282,12 +286,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 run_concurrency,
                 json,
             };
-            let watcher = Watcher::new(host, rules, options, &source)
-                .await
-                .map_err(|e| match e {
-                    WatchError::Invalid(d) => Failure::Invalid(d.to_string()),
-                    WatchError::Runtime(m) => Failure::Runtime(m),
-                })?;
+            let watcher =
+                Watcher::new(host, rules, options, &source)
+                    .await
+                    .map_err(|e| match e {
+                        WatchError::Invalid(d) => Failure::Invalid(d.to_string()),
+                        WatchError::Runtime(m) => Failure::Runtime(m),
+                    })?;
             let watcher = Arc::new(watcher);
             let io = |e: std::io::Error| Failure::Runtime(format!("{source}: {e}"));
             if let Some(file) = &events {
@@ -350,7 +355,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         } => {
             let Some(token) = read_token(token_file.as_deref())? else {
                 return Err(Failure::Invalid(
-                    "irhost serve needs a bearer token: --token-file FILE or IRHOST_API_TOKEN".into(),
+                    "irhost serve needs a bearer token: --token-file FILE or IRHOST_API_TOKEN"
+                        .into(),
                 ));
             };
             if !playbooks.is_dir() {

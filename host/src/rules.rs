@@ -138,6 +138,7 @@ pub struct Condition {
 }
 
 impl Rules {
+    /// Read and check a rules file.
     pub fn load(path: &Path) -> Result<Rules, Diagnostics> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Diagnostics(vec![Diagnostic {
@@ -152,6 +153,27 @@ impl Rules {
         Rules::parse(path, &text)
     }
 
+    /// Check a rules file given as text; `path` names it in diagnostics and
+    /// anchors relative playbook paths.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # std::fs::write(dir.path().join("pb.toml"), "").unwrap();
+    /// use irhost::rules::Rules;
+    ///
+    /// let rules = Rules::parse(&dir.path().join("rules.toml"), r#"
+    ///     [[rules]]
+    ///     name = "edr"
+    ///     playbook = "pb.toml"
+    ///     target = { provider = "test", id = "alert.host" }
+    ///     [rules.match]
+    ///     "alert.score" = { gte = 7 }
+    /// "#).unwrap();
+    /// let event = serde_json::json!({"alert": {"score": 9, "host": "web-1"}});
+    /// let rule = rules.first_match(&event).unwrap();
+    /// assert_eq!(rule.targets(&event)[0].label(), "test:web-1");
+    /// assert!(rules.first_match(&serde_json::json!({"alert": {"score": 3}})).is_none());
+    /// ```
     pub fn parse(path: &Path, text: &str) -> Result<Rules, Diagnostics> {
         let source = SourceMap::new(path, text);
         let raw: RawRules =
@@ -674,8 +696,12 @@ target = { provider = "aws", id = "detail.resource.instanceDetails.instanceId", 
         assert_eq!(targets[0].label(), "aws:i-1");
         assert_eq!(targets[0].region.as_deref(), Some("us-east-1"));
         assert_eq!(rule.case_id(&hit, targets.first()).unwrap(), "gd-abc-def");
-        assert!(r.first_match(&finding(5.0, "Backdoor:EC2/C&CActivity.B")).is_none());
-        assert!(r.first_match(&finding(9.0, "Recon:IAMUser/TorIPCaller")).is_none());
+        assert!(r
+            .first_match(&finding(5.0, "Backdoor:EC2/C&CActivity.B"))
+            .is_none());
+        assert!(r
+            .first_match(&finding(9.0, "Recon:IAMUser/TorIPCaller"))
+            .is_none());
     }
 
     #[test]
@@ -685,7 +711,7 @@ target = { provider = "aws", id = "detail.resource.instanceDetails.instanceId", 
         assert_eq!((d.line, d.field.as_str()), (3, "concurency"), "{e}");
         let e = rules(&RULES.replace("{ gte = 7 }", "{ atleast = 7 }")).unwrap_err();
         assert!(e.to_string().contains("unknown condition `atleast`"), "{e}");
-        assert!(e.to_string().contains("rules.toml:17:"), "{e}");
+        assert!(e.to_string().contains("rules.toml:15:21"), "{e}");
     }
 
     #[test]

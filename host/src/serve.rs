@@ -582,9 +582,15 @@ mod tests {
         assert!(!token.authorizes(&h));
         h.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
         assert!(!token.authorizes(&h));
-        h.insert(header::AUTHORIZATION, "Basic s3cret-token-value".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "Basic s3cret-token-value".parse().unwrap(),
+        );
         assert!(!token.authorizes(&h));
-        h.insert(header::AUTHORIZATION, "bearer s3cret-token-value".parse().unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            "bearer s3cret-token-value".parse().unwrap(),
+        );
         assert!(token.authorizes(&h));
     }
 

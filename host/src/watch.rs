@@ -153,7 +153,10 @@ impl Watcher {
     pub fn handle(&self, source: &str, line: Option<u64>, text: &str) -> Decision {
         self.events.fetch_add(1, Ordering::Relaxed);
         let sha = hex::encode(Sha256::digest(text.as_bytes()));
-        let record = |d: &Decision, event_id: Option<String>, playbook: Option<String>, event: Option<Value>| {
+        let record = |d: &Decision,
+                      event_id: Option<String>,
+                      playbook: Option<String>,
+                      event: Option<Value>| {
             self.emit(RunEvent::WatchDecision {
                 decision: d.decision,
                 source: source.to_string(),
@@ -198,10 +201,7 @@ impl Watcher {
                 return d;
             }
         };
-        let event_id = event
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let event_id = event.get("id").and_then(Value::as_str).map(str::to_string);
         let Some(rule) = self.rules.first_match(&event) else {
             let d = decision(
                 WatchDecisionKind::Ignored,
@@ -377,7 +377,11 @@ impl Watcher {
     }
 
     /// Read events, one per line, until the reader ends.
-    pub async fn consume<R: AsyncBufRead + Unpin>(&self, source: &str, reader: R) -> std::io::Result<()> {
+    pub async fn consume<R: AsyncBufRead + Unpin>(
+        &self,
+        source: &str,
+        reader: R,
+    ) -> std::io::Result<()> {
         let mut lines = reader.lines();
         let mut number = 0u64;
         while let Some(line) = lines.next_line().await? {
@@ -455,7 +459,11 @@ impl Watcher {
                         continue;
                     }
                     number += 1;
-                    self.handle_line(&source, number, String::from_utf8_lossy(&line[..end]).as_ref());
+                    self.handle_line(
+                        &source,
+                        number,
+                        String::from_utf8_lossy(&line[..end]).as_ref(),
+                    );
                 }
                 if pending.len() > MAX_EVENT_BYTES {
                     pending.clear();
@@ -486,7 +494,8 @@ impl Watcher {
     /// Wait for every run started so far.
     pub async fn drain(&self) {
         loop {
-            let mut runs = std::mem::take(&mut *self.runs.lock().unwrap_or_else(|p| p.into_inner()));
+            let mut runs =
+                std::mem::take(&mut *self.runs.lock().unwrap_or_else(|p| p.into_inner()));
             if runs.is_empty() {
                 return;
             }
@@ -597,7 +606,10 @@ impl From<Diagnostics> for WatchError {
 /// The HTTP source: `POST /v1/events` with one JSON object, or several
 /// one per line; the answer lists a decision per event. `GET /healthz`
 /// answers without a token; with a token, every other route needs it.
-pub fn http_router(watcher: Arc<Watcher>, token: Option<crate::serve::BearerToken>) -> axum::Router {
+pub fn http_router(
+    watcher: Arc<Watcher>,
+    token: Option<crate::serve::BearerToken>,
+) -> axum::Router {
     use axum::routing::{get, post};
     let mut events = axum::Router::new().route("/v1/events", post(post_events));
     if let Some(token) = token {
@@ -607,7 +619,10 @@ pub fn http_router(watcher: Arc<Watcher>, token: Option<crate::serve::BearerToke
         ));
     }
     axum::Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .merge(events)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .with_state(watcher)

@@ -113,4 +113,3 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
-
