@@ -645,20 +645,16 @@ fn step_data(
     let artifacts = artifacts
         .into_iter()
         .map(|a| {
-            let stored = store_artifact(&ctx.artifacts_dir, a);
-            let artifact = match stored {
-                Ok(a) => a,
-                Err((a, e)) => {
-                    ctx.recorder.emit(RunEvent::PluginLog {
-                        target: target.into(),
-                        step: step.into(),
-                        plugin: "irhost".into(),
-                        level: "error".into(),
-                        message: format!("could not store artifact {}: {e}", a.provider_id),
-                    });
-                    a
-                }
-            };
+            let (artifact, write_error) = store_artifact(&ctx.artifacts_dir, a);
+            if let Some(e) = write_error {
+                ctx.recorder.emit(RunEvent::PluginLog {
+                    target: target.into(),
+                    step: step.into(),
+                    plugin: "irhost".into(),
+                    level: "error".into(),
+                    message: format!("could not store artifact {}: {e}", artifact.provider_id),
+                });
+            }
             ctx.recorder.emit(RunEvent::ArtifactRecorded {
                 target: target.into(),
                 step: step.into(),
@@ -681,10 +677,11 @@ fn step_data(
 
 /// Write an artifact's bytes under `artifacts/<sha256>` (content-addressed,
 /// atomically, never rewriting an existing file) and replace the bytes by
-/// their location, size and hash.
-fn store_artifact(dir: &Path, mut artifact: Artifact) -> Result<Artifact, (Artifact, String)> {
+/// their location, size and hash. A failed write is returned beside the
+/// artifact (whose hash is still known) so it can be journaled.
+fn store_artifact(dir: &Path, mut artifact: Artifact) -> (Artifact, Option<String>) {
     let Some(content) = artifact.content.take() else {
-        return Ok(artifact);
+        return (artifact, None);
     };
     let sha256 = hex::encode(Sha256::digest(&content));
     let path = dir.join(&sha256);
@@ -707,10 +704,8 @@ fn store_artifact(dir: &Path, mut artifact: Artifact) -> Result<Artifact, (Artif
     artifact.size = Some(content.len() as u64);
     artifact.sha256 = Some(sha256.clone());
     artifact.location = format!("artifacts/{sha256}");
-    match write() {
-        Ok(()) => Ok(artifact),
-        Err(e) => Err((artifact, e.to_string())),
-    }
+    let error = write().err().map(|e| e.to_string());
+    (artifact, error)
 }
 
 /// Index outcomes by step id.
@@ -767,12 +762,13 @@ mod tests {
             content: Some(b"hello".to_vec()),
             metadata: vec![],
         };
-        let stored = store_artifact(dir.path(), artifact.clone()).unwrap();
+        let (stored, error) = store_artifact(dir.path(), artifact.clone());
+        assert_eq!(error, None);
         let sha = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         assert_eq!(stored.sha256.as_deref(), Some(sha));
         assert_eq!(stored.location, format!("artifacts/{sha}"));
         assert!(stored.content.is_none());
         assert_eq!(std::fs::read(dir.path().join(sha)).unwrap(), b"hello");
-        store_artifact(dir.path(), artifact).unwrap();
+        assert_eq!(store_artifact(dir.path(), artifact).1, None);
     }
 }

@@ -26,6 +26,7 @@ pub mod http;
 pub mod log;
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     //! Generated bindings of both worlds; the `step` world reuses the
     //! `provider` world's types so that one set of Rust types serves both.
