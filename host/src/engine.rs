@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub cases_dir: PathBuf,
     pub concurrency: usize,
     pub run_id: String,
+    /// Run-wide parameters: merged over each plugin's `config`, under each
+    /// step's `with` (a step's own setting wins). Journaled in `run_started`.
+    pub params: serde_json::Map<String, serde_json::Value>,
 }
 
 impl RunOptions {
@@ -45,6 +48,7 @@ impl RunOptions {
             cases_dir,
             concurrency: concurrency.max(1),
             run_id: uuid::Uuid::new_v4().to_string(),
+            params: serde_json::Map::new(),
         }
     }
 
@@ -199,6 +203,7 @@ pub async fn run_plan(
         playbook_sha256: plan.playbook.sha256.clone(),
         targets: targets.iter().map(TargetSpec::label).collect(),
         concurrency: options.concurrency,
+        params: options.params.clone(),
     });
     for plugin in plan.plugins.values() {
         recorder.emit(RunEvent::PluginLoaded {
@@ -440,12 +445,20 @@ fn wit_target(target: &TargetSpec) -> Target {
     }
 }
 
-/// Merge a step's `with` over its plugin's `config`.
-fn merged_params(config: &serde_json::Value, with: &serde_json::Value) -> serde_json::Value {
+/// Merge a step's `with` over the run's parameters over its plugin's
+/// `config`.
+fn merged_params(
+    config: &serde_json::Value,
+    run: &serde_json::Map<String, serde_json::Value>,
+    with: &serde_json::Value,
+) -> serde_json::Value {
     let mut merged = match config {
         serde_json::Value::Object(m) => m.clone(),
         _ => serde_json::Map::new(),
     };
+    for (k, v) in run {
+        merged.insert(k.clone(), v.clone());
+    }
     if let serde_json::Value::Object(w) = with {
         for (k, v) in w {
             merged.insert(k.clone(), v.clone());
@@ -464,7 +477,7 @@ async fn run_step(
     let spec = &step.spec;
     let plugin = ctx.plan.plugins[&spec.plugin].clone();
     let label = target.label();
-    let params = merged_params(&plugin.config, &spec.with);
+    let params = merged_params(&plugin.config, &ctx.options.params, &spec.with);
     let previous_isolation = inputs.iter().rev().find_map(|(_, d)| d.isolation.clone());
     let step_inputs: Vec<StepInput> = inputs
         .iter()
@@ -724,9 +737,17 @@ mod tests {
     fn params_merge_step_over_config() {
         let merged = merged_params(
             &serde_json::json!({"a": 1, "b": 2}),
+            &serde_json::Map::new(),
             &serde_json::json!({"b": 3, "c": 4}),
         );
         assert_eq!(merged, serde_json::json!({"a": 1, "b": 3, "c": 4}));
+        let run = serde_json::json!({"b": 5, "d": 6});
+        let merged = merged_params(
+            &serde_json::json!({"a": 1, "b": 2}),
+            run.as_object().unwrap(),
+            &serde_json::json!({"d": 7}),
+        );
+        assert_eq!(merged, serde_json::json!({"a": 1, "b": 5, "d": 7}));
     }
 
     #[test]

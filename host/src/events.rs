@@ -21,6 +21,9 @@ pub enum RunEvent {
         playbook_sha256: String,
         targets: Vec<String>,
         concurrency: usize,
+        /// Run-wide parameters (see `engine::RunOptions::params`).
+        #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+        params: serde_json::Map<String, serde_json::Value>,
     },
     PluginLoaded {
         plugin: String,
@@ -120,6 +123,65 @@ pub enum RunEvent {
         failed: usize,
         duration_ms: u64,
     },
+    /// `irhost watch` started (first record of a watch session).
+    WatchStarted {
+        rules: String,
+        rules_sha256: String,
+        source: String,
+        concurrency: usize,
+        dedup_window_s: u64,
+    },
+    /// What `irhost watch` decided about one event, or how a run it
+    /// started ended.
+    WatchDecision {
+        decision: WatchDecisionKind,
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        line: Option<u64>,
+        /// The event's top-level `id`, when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+        /// sha256 of the event exactly as received.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_sha256: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        targets: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        playbook: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        case: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The matched event itself (matched decisions only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<serde_json::Value>,
+    },
+    /// `irhost watch` stopped.
+    WatchStopped {
+        events: u64,
+        runs: u64,
+        failed_runs: u64,
+    },
+}
+
+/// A decision of `irhost watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchDecisionKind {
+    /// A rule matched: a run was started (see `run_id`, `case`).
+    Matched,
+    /// No rule matched, or a rule matched but named no target.
+    Ignored,
+    /// A rule matched, but every target is being or was recently handled.
+    Deduplicated,
+    /// Not a JSON object: logged and skipped.
+    Malformed,
+    /// A run started by a match finished (`reason` says how).
+    RunFinished,
 }
 
 impl RunEvent {

@@ -7,8 +7,13 @@
 //! - [`egress`] decides which outbound requests may leave, and [`cloud`]
 //!   signs them for cloud plugins (credentials never enter the sandbox);
 //! - [`engine`] runs a plan over targets; [`journal`] records every event
-//!   in a hash-chained case journal.
+//!   in a hash-chained case journal;
+//! - [`api`] is the library API over them all (load, plan, start a run,
+//!   follow its events as a stream, cancel, await the summary): the CLI,
+//!   [`watch`] (events matched by [`rules`] start runs) and [`serve`] (the
+//!   HTTP API) use it.
 
+pub mod api;
 pub mod cloud;
 pub mod egress;
 pub mod engine;
@@ -16,5 +21,8 @@ pub mod events;
 pub mod journal;
 pub mod plan;
 pub mod playbook;
+pub mod rules;
 pub mod runtime;
+pub mod serve;
 pub mod target;
+pub mod watch;

@@ -1,6 +1,8 @@
 //! The `irhost` command line: run, validate and plan playbooks, inspect
-//! plugins. Exit codes: 0 every target succeeded, 1 some failed, 2 invalid
-//! input (nothing was run).
+//! plugins, watch events (`watch`) and serve the HTTP API (`serve`), all
+//! through the library API (`irhost::api`). Exit codes: 0 every target (or
+//! every run a watch started) succeeded, 1 some failed, 2 invalid input
+//! (nothing was run).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,13 +12,18 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use futures::StreamExt;
+use irhost::api::Host;
 use irhost::cloud::CloudEnv;
-use irhost::engine::{self, RecordObserver, RunOptions};
+use irhost::engine::{RecordObserver, RunOptions};
 use irhost::events::{RunEvent, Status};
 use irhost::plan::PlaybookPlan;
-use irhost::playbook::Diagnostics;
+use irhost::playbook::{parse_duration, Diagnostics};
+use irhost::rules::Rules;
 use irhost::runtime::{PluginRuntime, PluginSource, RuntimeConfig};
+use irhost::serve::{BearerToken, ServeConfig};
 use irhost::target::TargetSpec;
+use irhost::watch::{WatchError, WatchOptions, Watcher};
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +88,63 @@ enum Command {
         targets: TargetArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// Match events (JSON, one per line) against rules and start runs
+    Watch {
+        /// The rules file (TOML)
+        #[arg(long)]
+        rules: PathBuf,
+        /// Read events from this file and stop when it is consumed and every run has finished
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["follow", "listen"])]
+        events: Option<PathBuf>,
+        /// Follow this file as it grows (until Ctrl-C)
+        #[arg(long, value_name = "FILE", conflicts_with = "listen")]
+        follow: Option<PathBuf>,
+        /// Accept events as HTTP POSTs to /v1/events on this address (until Ctrl-C)
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+        /// Where case directories (and the watch journal) are written
+        #[arg(long, default_value = "cases", env = "IRHOST_CASES_DIR")]
+        cases_dir: PathBuf,
+        /// The watch journal is <cases-dir>/<journal-id>/journal.jsonl
+        #[arg(long, default_value = "watch")]
+        journal_id: String,
+        /// Runs at once [default: the rules file's, or 4]
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Ignore a target this long after a successful run on it [default: the rules file's, or 30m]
+        #[arg(long, value_name = "DURATION")]
+        dedup_window: Option<String>,
+        /// Targets processed at once within a run
+        #[arg(long, default_value_t = 16)]
+        run_concurrency: usize,
+        /// Bearer token required by --listen (or IRHOST_API_TOKEN); needed beyond loopback
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// One JSON journal record per line on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the HTTP API (runs, events, cancel, case verification)
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Directory of the playbooks clients may run, by file name
+        #[arg(long, default_value = "playbooks")]
+        playbooks: PathBuf,
+        /// Where case directories are written
+        #[arg(long, default_value = "cases", env = "IRHOST_CASES_DIR")]
+        cases_dir: PathBuf,
+        /// File holding the bearer token (or IRHOST_API_TOKEN)
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Largest request body, in KiB
+        #[arg(long, default_value_t = 64)]
+        max_body_kb: usize,
+        /// Most targets processed at once within a run
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
     },
     /// Plugin tools
     Plugin {
@@ -151,9 +215,10 @@ fn plugin_runtime(cli: &Cli) -> Result<Arc<PluginRuntime>, Failure> {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     let runtime = plugin_runtime(&cli)?;
+    let host = Host::with_runtime(runtime.clone(), CloudEnv::from_env());
     match cli.command {
         Command::Validate { playbook, json } => {
-            let plan = PlaybookPlan::load(&runtime, &playbook, &CloudEnv::from_env()).await?;
+            let plan = host.load(&playbook).await?;
             if json {
                 println!(
                     "{}",
@@ -174,7 +239,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             targets,
             json,
         } => {
-            let plan = PlaybookPlan::load(&runtime, &playbook, &CloudEnv::from_env()).await?;
+            let plan = host.load(&playbook).await?;
             let targets = collect_targets(&targets, &plan)?;
             print_plan(&plan, &targets, json);
             Ok(ExitCode::SUCCESS)
@@ -182,6 +247,136 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plugin {
             command: PluginCommand::Inspect { file, json },
         } => inspect(&runtime, file, json).await,
+        Command::Watch {
+            rules,
+            events,
+            follow,
+            listen,
+            cases_dir,
+            journal_id,
+            concurrency,
+            dedup_window,
+            run_concurrency,
+            token_file,
+            json,
+        } => {
+            let rules = Rules::load(&rules)?;
+            let dedup_window = dedup_window
+                .map(|d| {
+                    parse_duration(&d).map_err(|e| Failure::Invalid(format!("--dedup-window: {e}")))
+                })
+                .transpose()?;
+            if !irhost::rules::valid_case_id(&journal_id) {
+                return Err(Failure::Invalid(format!(
+                    "--journal-id `{journal_id}`: not a valid case id"
+                )));
+            }
+            let token = read_token(token_file.as_deref())?;
+            let source = match (&events, &follow, &listen) {
+                (Some(f), _, _) => format!("file:{}", f.display()),
+                (_, Some(f), _) => format!("follow:{}", f.display()),
+                (_, _, Some(a)) => format!("http:{a}"),
+                _ => "stdin".to_string(),
+            };
+            let options = WatchOptions {
+                cases_dir,
+                journal_id,
+                concurrency,
+                dedup_window,
+                run_concurrency,
+                json,
+            };
+            let watcher =
+                Watcher::new(host, rules, options, &source)
+                    .await
+                    .map_err(|e| match e {
+                        WatchError::Invalid(d) => Failure::Invalid(d.to_string()),
+                        WatchError::Runtime(m) => Failure::Runtime(m),
+                    })?;
+            let watcher = Arc::new(watcher);
+            let io = |e: std::io::Error| Failure::Runtime(format!("{source}: {e}"));
+            if let Some(file) = &events {
+                let f = tokio::fs::File::open(file)
+                    .await
+                    .map_err(|e| Failure::Invalid(format!("{}: {e}", file.display())))?;
+                watcher
+                    .consume(&source, tokio::io::BufReader::new(f))
+                    .await
+                    .map_err(io)?;
+            } else if let Some(file) = &follow {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let on_signal = stop.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    on_signal.cancel();
+                });
+                watcher.follow(file, stop).await.map_err(io)?;
+            } else if let Some(addr) = &listen {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Failure::Invalid(format!("--listen {addr}: {e}")))?;
+                let local = listener.local_addr().map_err(io)?;
+                if !local.ip().is_loopback() && token.is_none() {
+                    return Err(Failure::Invalid(format!(
+                        "--listen {addr}: beyond loopback a token is required (--token-file or IRHOST_API_TOKEN)"
+                    )));
+                }
+                println!("listening on http://{local}");
+                let router = irhost::watch::http_router(
+                    watcher.clone(),
+                    token.as_deref().map(BearerToken::new),
+                );
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await
+                    .map_err(io)?;
+            } else {
+                watcher
+                    .consume(&source, tokio::io::BufReader::new(tokio::io::stdin()))
+                    .await
+                    .map_err(io)?;
+            }
+            let report = watcher.finish().await;
+            Ok(if report.failed_runs == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Serve {
+            addr,
+            playbooks,
+            cases_dir,
+            token_file,
+            max_body_kb,
+            concurrency,
+        } => {
+            let Some(token) = read_token(token_file.as_deref())? else {
+                return Err(Failure::Invalid(
+                    "irhost serve needs a bearer token: --token-file FILE or IRHOST_API_TOKEN"
+                        .into(),
+                ));
+            };
+            if !playbooks.is_dir() {
+                return Err(Failure::Invalid(format!(
+                    "--playbooks {}: not a directory",
+                    playbooks.display()
+                )));
+            }
+            let config = ServeConfig {
+                playbooks_dir: playbooks,
+                cases_dir,
+                token,
+                body_limit: max_body_kb.max(1) * 1024,
+                run_concurrency: concurrency.max(1),
+            };
+            irhost::serve::serve(host, config, &addr)
+                .await
+                .map_err(|e| Failure::Runtime(format!("serve {addr}: {e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             playbook,
             targets,
@@ -191,7 +386,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             dry_run,
             json,
         } => {
-            let plan = PlaybookPlan::load(&runtime, &playbook, &CloudEnv::from_env()).await?;
+            let plan = host.load(&playbook).await?;
             let targets = collect_targets(&targets, &plan)?;
             if dry_run {
                 print_plan(&plan, &targets, json);
@@ -199,17 +394,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             }
             let options = RunOptions::new(case, cases_dir, concurrency);
             let display = RunDisplay::new(json, targets.len());
-            let observer = display.observer();
-            let summary = engine::run_plan(
-                runtime,
-                Arc::new(plan),
-                targets,
-                options,
-                Some(observer),
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await
-            .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+            let show = display.observer();
+            let run = host.start(plan, targets, options);
+            let mut events = run.events();
+            while let Some(record) = events.next().await {
+                show(&record);
+            }
+            let summary = run
+                .wait()
+                .await
+                .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
             display.finish();
             if !json {
                 println!(
@@ -226,6 +420,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 ExitCode::from(1)
             })
         }
+    }
+}
+
+/// The API token from a file (trimmed) or IRHOST_API_TOKEN; never empty.
+fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, Failure> {
+    let token = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure::Invalid(format!("--token-file {}: {e}", path.display())))?,
+        ),
+        None => std::env::var("IRHOST_API_TOKEN").ok(),
+    };
+    match token.map(|t| t.trim().to_string()) {
+        Some(t) if t.is_empty() => Err(Failure::Invalid("the API token is empty".into())),
+        Some(t) => {
+            if t.len() < 16 {
+                tracing::warn!("the API token is shorter than 16 characters");
+            }
+            Ok(Some(t))
+        }
+        None => Ok(None),
     }
 }
 

@@ -584,11 +584,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration: {e}"))
 }
 
-fn table_to_json(table: &toml::Table) -> serde_json::Value {
+pub(crate) fn table_to_json(table: &toml::Table) -> serde_json::Value {
     serde_json::to_value(table).unwrap_or(serde_json::Value::Null)
 }
 
-fn toml_diagnostic(source: &SourceMap, error: &toml::de::Error) -> Diagnostic {
+pub(crate) fn toml_diagnostic(source: &SourceMap, error: &toml::de::Error) -> Diagnostic {
     let message = error.message().trim().to_string();
     let span = error.span().unwrap_or(0..0);
     let field = message

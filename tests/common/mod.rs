@@ -3,6 +3,8 @@
 //! `scripts/build-plugins`), scratch case directories and journal readers.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,402 @@
+//! `irhost watch` end to end: the shipped GuardDuty rules and sample events
+//! against moto's EC2 server, with the real binary and the real `aws-ec2`
+//! component; and the rules checks and the HTTP source with the test
+//! provider.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use common::moto::Moto;
+use common::*;
+use irhost::events::{RunEvent, WatchDecisionKind};
+use irhost::journal::JournalRecord;
+use serde_json::Value;
+
+fn decisions(records: &[JournalRecord]) -> Vec<&RunEvent> {
+    records
+        .iter()
+        .map(|r| &r.event)
+        .filter(|e| matches!(e, RunEvent::WatchDecision { .. }))
+        .collect()
+}
+
+fn kind(e: &RunEvent) -> WatchDecisionKind {
+    match e {
+        RunEvent::WatchDecision { decision, .. } => *decision,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn guardduty_events_quarantine_one_instance_once() {
+    let moto = Moto::start();
+    let seeded = moto.seed("multi-eni");
+    let iid = seeded["instance"].as_str().unwrap().to_string();
+    let ws = Workspace::new();
+    // The shipped sample: a matching finding, a low-severity one, a second
+    // finding on the same instance, and a torn line.
+    let sample =
+        std::fs::read_to_string(repo_root().join("playbooks/rules/sample-guardduty-events.jsonl"))
+            .unwrap()
+            .replace("i-0123456789abcdef0", &iid);
+    let events = ws.path().join("events.jsonl");
+    std::fs::write(&events, sample).unwrap();
+    let rules = repo_root().join("playbooks/rules/guardduty.toml");
+    let out = moto.irhost(
+        &ws,
+        &[
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+
+    // The watch journal verifies and shows every decision.
+    let records = ws.journal("watch");
+    assert!(matches!(records[0].event, RunEvent::WatchStarted { .. }));
+    assert!(matches!(
+        records.last().unwrap().event,
+        RunEvent::WatchStopped {
+            events: 4,
+            runs: 1,
+            failed_runs: 0
+        }
+    ));
+    let ds = decisions(&records);
+    let by_line = |n: u64| {
+        ds.iter()
+            .find(|e| matches!(e, RunEvent::WatchDecision { line: Some(l), .. } if *l == n))
+            .unwrap_or_else(|| panic!("no decision for line {n}: {ds:?}"))
+    };
+    assert_eq!(kind(by_line(1)), WatchDecisionKind::Matched);
+    assert_eq!(kind(by_line(2)), WatchDecisionKind::Ignored);
+    assert_eq!(kind(by_line(3)), WatchDecisionKind::Deduplicated);
+    assert_eq!(kind(by_line(4)), WatchDecisionKind::Malformed);
+    let matched: Vec<_> = ds
+        .iter()
+        .filter(|e| kind(e) == WatchDecisionKind::Matched)
+        .collect();
+    assert_eq!(matched.len(), 1, "exactly one run: {ds:?}");
+    let RunEvent::WatchDecision {
+        run_id: Some(run_id),
+        case: Some(case),
+        targets,
+        rule,
+        event,
+        ..
+    } = matched[0]
+    else {
+        panic!("matched without run id and case: {:?}", matched[0]);
+    };
+    assert_eq!(targets, &vec![format!("aws:{iid}")]);
+    assert_eq!(rule.as_deref(), Some("guardduty-ec2-compromise"));
+    assert_eq!(case, "gd-a1b2c3d4e5f60718293a4b5c6d7e8f90");
+    assert!(event.is_some(), "the matched event is journaled");
+    match by_line(3) {
+        RunEvent::WatchDecision { reason, .. } => {
+            assert!(
+                reason.as_deref().unwrap().contains(run_id.as_str()),
+                "{reason:?}"
+            )
+        }
+        _ => unreachable!(),
+    }
+    let finished: Vec<_> = ds
+        .iter()
+        .filter(|e| kind(e) == WatchDecisionKind::RunFinished)
+        .collect();
+    assert_eq!(finished.len(), 1);
+    assert!(
+        matches!(finished[0], RunEvent::WatchDecision { run_id: Some(r), reason: Some(why), .. } if r == run_id && why.starts_with("succeeded")),
+        "{:?}",
+        finished[0]
+    );
+
+    // The run's own case journal verifies and ran under the announced id.
+    let run = ws.journal(case);
+    assert!(run
+        .iter()
+        .any(|r| matches!(&r.event, RunEvent::RunStarted { run_id: r, .. } if r == run_id)));
+
+    // In moto: the instance's ENIs carry only the case's isolation group.
+    let state = moto.state();
+    let isolation: Vec<(&String, &Value)> = state["groups"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, g)| g["name"].as_str().unwrap().starts_with("irhost-isolation-"))
+        .collect();
+    assert_eq!(isolation.len(), 1, "one quarantine only: {isolation:?}");
+    assert_eq!(isolation[0].1["name"], format!("irhost-isolation-{case}"));
+    let enis: Vec<&Value> = state["enis"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|e| e["instance"] == iid.as_str())
+        .collect();
+    assert_eq!(enis.len(), 2);
+    for e in enis {
+        assert_eq!(e["groups"], serde_json::json!([isolation[0].0]), "{e}");
+    }
+}
+
+const PLAYBOOK: &str = r#"
+[playbook]
+name = "watch-test"
+
+[plugins.test]
+path = "{test}"
+
+[[steps]]
+id = "snapshot"
+plugin = "test"
+action = "snapshot"
+
+[[steps]]
+id = "isolate"
+plugin = "test"
+action = "isolate"
+after = ["snapshot"]
+"#;
+
+const RULES: &str = r#"
+[watch]
+concurrency = 2
+dedup_window = "1h"
+
+[[rules]]
+name = "edr"
+playbook = "pb.toml"
+case = "edr-{alert.id}"
+params = { note = "host {alert.host}" }
+targets = [{ provider = "test", id = "alert.hosts" }]
+
+[rules.match]
+"alert.kind" = { glob = "malware.*" }
+"alert.score" = { gt = 50 }
+"#;
+
+#[test]
+fn an_invalid_rules_file_is_located_and_nothing_runs() {
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        RULES.replace("concurrency = 2", "concurrency = 2\nwindow = 3"),
+    )
+    .unwrap();
+    let out = ws.irhost(&[
+        "watch",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--events",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rules.toml:4:1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown field `window`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ws.cases().join("watch").exists());
+}
+
+#[test]
+fn stdin_events_fan_out_to_targets_and_dedup_within_the_window() {
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let input = [
+        r#"{"alert": {"id": "A1", "kind": "malware.trojan", "score": 90, "host": "web", "hosts": ["web-1", "web-2"]}}"#,
+        r#"{"alert": {"id": "A2", "kind": "policy.violation", "score": 90, "hosts": ["web-3"]}}"#,
+        "",
+        "[1, 2]",
+        r#"{"alert": {"id": "A3", "kind": "malware.worm", "score": 99, "hosts": ["web-2", "web-4"]}}"#,
+    ]
+    .join("\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args(["watch", "--rules", rules.to_str().unwrap(), "--json"])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // --json prints the journal records.
+    let printed: Vec<JournalRecord> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let records = ws.journal("watch");
+    assert_eq!(printed.len(), records.len());
+    let ds = decisions(&records);
+    let kinds: Vec<WatchDecisionKind> = ds
+        .iter()
+        .filter(|e| kind(e) != WatchDecisionKind::RunFinished)
+        .map(|e| kind(e))
+        .collect();
+    use WatchDecisionKind::*;
+    // web-2 of A3 is deduplicated (active or just done), web-4 runs.
+    assert_eq!(
+        kinds,
+        vec![Matched, Ignored, Malformed, Deduplicated, Matched],
+        "{ds:?}"
+    );
+    let first = ws.journal("edr-A1");
+    let started = first
+        .iter()
+        .find_map(|r| match &r.event {
+            RunEvent::RunStarted {
+                targets, params, ..
+            } => Some((targets.clone(), params.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(started.0, vec!["test:web-1", "test:web-2"]);
+    assert_eq!(started.1["note"], "host web");
+    let third = ws.journal("edr-A3");
+    assert!(third.iter().any(
+        |r| matches!(&r.event, RunEvent::RunStarted { targets, .. } if targets == &vec!["test:web-4".to_string()])
+    ));
+}
+
+#[test]
+fn http_events_are_answered_with_decisions() {
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .env_remove("IRHOST_API_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = String::new();
+    loop {
+        addr.clear();
+        stdout.read_line(&mut addr).unwrap();
+        assert!(!addr.is_empty(), "watch exited before listening");
+        if let Some(a) = addr.trim().strip_prefix("listening on http://") {
+            addr = a.to_string();
+            break;
+        }
+    }
+    let body = r#"{"alert": {"id": "H1", "kind": "malware.x", "score": 70, "hosts": ["h-1"]}}"#;
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json = answer.split("\r\n\r\n").nth(1).unwrap();
+    let decisions: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(decisions[0]["decision"], "matched", "{decisions}");
+    assert_eq!(decisions[0]["case"], "edr-H1");
+}
+
+#[test]
+fn a_followed_file_is_read_as_it_grows() {
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let events = ws.path().join("events.jsonl");
+    std::fs::write(&events, "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--follow",
+            events.to_str().unwrap(),
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = ws.cases().join("watch/journal.jsonl");
+    let wait_for = |what: &str, pred: &dyn Fn(&[JournalRecord]) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let records = irhost::journal::read_records(&journal).unwrap_or_default();
+            if pred(&records) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}: {records:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("the watch to start", &|r| !r.is_empty());
+    // A line written in two pieces is one event.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&events)
+        .unwrap();
+    file.write_all(br#"{"alert": {"id": "F1", "kind": "malware.a", "#)
+        .unwrap();
+    file.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    file.write_all(b"\"score\": 80, \"hosts\": [\"f-1\"]}}\nnot json\n")
+        .unwrap();
+    file.flush().unwrap();
+    wait_for("the run to finish", &|r| {
+        decisions(r)
+            .iter()
+            .any(|e| kind(e) == WatchDecisionKind::RunFinished)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let records = ws.journal("watch");
+    let kinds: Vec<WatchDecisionKind> = decisions(&records).into_iter().map(kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            WatchDecisionKind::Matched,
+            WatchDecisionKind::Malformed,
+            WatchDecisionKind::RunFinished
+        ]
+    );
+}
