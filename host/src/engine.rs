@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub cases_dir: PathBuf,
     pub concurrency: usize,
     pub run_id: String,
+    /// Signs the case manifest at the end of the run; `None` seals unsigned.
+    pub signing_key: Option<crate::custody::keys::SigningKey>,
 }
 
 impl RunOptions {
@@ -45,6 +47,7 @@ impl RunOptions {
             cases_dir,
             concurrency: concurrency.max(1),
             run_id: uuid::Uuid::new_v4().to_string(),
+            signing_key: None,
         }
     }
 
@@ -100,6 +103,8 @@ pub struct RunSummary {
     pub case_dir: PathBuf,
     pub targets: Vec<TargetOutcome>,
     pub cancelled: bool,
+    /// The manifest written at the end of the run.
+    pub seal: Option<crate::custody::Sealed>,
 }
 
 impl RunSummary {
@@ -263,19 +268,33 @@ pub async fn run_plan(
         .buffered(options.concurrency)
         .collect()
         .await;
-    let summary = RunSummary {
+    let mut summary = RunSummary {
         run_id: options.run_id.clone(),
         case_id: options.case_id.clone(),
-        case_dir,
+        case_dir: case_dir.clone(),
         cancelled: cancel.is_cancelled(),
         targets: outcomes,
+        seal: None,
     };
     recorder.emit(RunEvent::RunFinished {
-        run_id: options.run_id,
+        run_id: options.run_id.clone(),
         succeeded: summary.succeeded(),
         failed: summary.failed(),
         duration_ms: started.elapsed().as_millis() as u64,
     });
+    if let Some(failure) = recorder.failure() {
+        anyhow::bail!("the case journal could not be written: {failure}");
+    }
+    summary.seal = Some(
+        crate::custody::seal_case(
+            &case_dir,
+            &options.run_id,
+            recorder.journal(),
+            options.signing_key.as_ref(),
+            |event| recorder.emit(event),
+        )
+        .map_err(|e| anyhow::anyhow!("the case could not be sealed: {e:#}"))?,
+    );
     if let Some(failure) = recorder.failure() {
         anyhow::bail!("the case journal could not be written: {failure}");
     }
@@ -632,10 +651,11 @@ fn step_data(
     let artifacts = artifacts
         .into_iter()
         .map(|a| {
-            let stored = store_artifact(&ctx.artifacts_dir, a);
-            let artifact = match stored {
+            let mut stored = a.content.is_some();
+            let artifact = match store_artifact(&ctx.artifacts_dir, a) {
                 Ok(a) => a,
                 Err((a, e)) => {
+                    stored = false;
                     ctx.recorder.emit(RunEvent::PluginLog {
                         target: target.into(),
                         step: step.into(),
@@ -654,6 +674,8 @@ fn step_data(
                 location: artifact.location.clone(),
                 size: artifact.size,
                 sha256: artifact.sha256.clone(),
+                stored,
+                metadata: artifact.metadata.clone(),
             });
             artifact
         })

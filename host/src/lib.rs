@@ -7,9 +7,11 @@
 //! - [`egress`] decides which outbound requests may leave, and [`cloud`]
 //!   signs them for cloud plugins (credentials never enter the sandbox);
 //! - [`engine`] runs a plan over targets; [`journal`] records every event
-//!   in a hash-chained case journal.
+//!   in a hash-chained case journal; [`custody`] seals a case with a
+//!   signed manifest and verifies, shows and exports it.
 
 pub mod cloud;
+pub mod custody;
 pub mod egress;
 pub mod engine;
 pub mod events;
