@@ -432,7 +432,10 @@ fn json_output_is_one_journal_record_per_line() {
     let records = ws.journal("c5");
     assert_eq!(lines.len(), records.len());
     assert_eq!(lines.first().unwrap()["event"]["type"], "run_started");
-    assert_eq!(lines.last().unwrap()["event"]["type"], "run_finished");
+    // The run ends with its result, then the seal of the case.
+    assert_eq!(lines[lines.len() - 2]["event"]["type"], "run_finished");
+    assert_eq!(lines.last().unwrap()["event"]["type"], "case_sealed");
+    assert_eq!(lines.last().unwrap()["event"]["signed"], false);
 }
 
 #[test]

@@ -238,7 +238,12 @@ after = ["spin", "bomb"]
         ));
     }
     assert!(matches!(
-        records.last().unwrap().event,
+        records
+            .iter()
+            .rev()
+            .find(|r| matches!(r.event, RunEvent::RunFinished { .. }))
+            .unwrap()
+            .event,
         RunEvent::RunFinished {
             succeeded: 2,
             failed: 2,

@@ -39,6 +39,8 @@ pub struct RunOptions {
     /// Run-wide parameters: merged over each plugin's `config`, under each
     /// step's `with` (a step's own setting wins). Journaled in `run_started`.
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Signs the case manifest at the end of the run; `None` seals unsigned.
+    pub signing_key: Option<crate::custody::keys::SigningKey>,
 }
 
 impl RunOptions {
@@ -49,6 +51,7 @@ impl RunOptions {
             concurrency: concurrency.max(1),
             run_id: uuid::Uuid::new_v4().to_string(),
             params: serde_json::Map::new(),
+            signing_key: None,
         }
     }
 
@@ -104,6 +107,8 @@ pub struct RunSummary {
     pub case_dir: PathBuf,
     pub targets: Vec<TargetOutcome>,
     pub cancelled: bool,
+    /// The manifest written at the end of the run.
+    pub seal: Option<crate::custody::Sealed>,
 }
 
 impl RunSummary {
@@ -268,19 +273,33 @@ pub async fn run_plan(
         .buffered(options.concurrency)
         .collect()
         .await;
-    let summary = RunSummary {
+    let mut summary = RunSummary {
         run_id: options.run_id.clone(),
         case_id: options.case_id.clone(),
-        case_dir,
+        case_dir: case_dir.clone(),
         cancelled: cancel.is_cancelled(),
         targets: outcomes,
+        seal: None,
     };
     recorder.emit(RunEvent::RunFinished {
-        run_id: options.run_id,
+        run_id: options.run_id.clone(),
         succeeded: summary.succeeded(),
         failed: summary.failed(),
         duration_ms: started.elapsed().as_millis() as u64,
     });
+    if let Some(failure) = recorder.failure() {
+        anyhow::bail!("the case journal could not be written: {failure}");
+    }
+    summary.seal = Some(
+        crate::custody::seal_case(
+            &case_dir,
+            &options.run_id,
+            recorder.journal(),
+            options.signing_key.as_ref(),
+            |event| recorder.emit(event),
+        )
+        .map_err(|e| anyhow::anyhow!("the case could not be sealed: {e:#}"))?,
+    );
     if let Some(failure) = recorder.failure() {
         anyhow::bail!("the case journal could not be written: {failure}");
     }
@@ -645,7 +664,9 @@ fn step_data(
     let artifacts = artifacts
         .into_iter()
         .map(|a| {
+            let stored = a.content.is_some();
             let (artifact, write_error) = store_artifact(&ctx.artifacts_dir, a);
+            let stored = stored && write_error.is_none();
             if let Some(e) = write_error {
                 ctx.recorder.emit(RunEvent::PluginLog {
                     target: target.into(),
@@ -663,6 +684,8 @@ fn step_data(
                 location: artifact.location.clone(),
                 size: artifact.size,
                 sha256: artifact.sha256.clone(),
+                stored,
+                metadata: artifact.metadata.clone(),
             });
             artifact
         })

@@ -110,6 +110,13 @@ pub enum RunEvent {
         size: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
+        /// The host wrote the bytes to `artifacts/<sha256>` (the plugin
+        /// returned content); otherwise the artifact is a reference.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stored: bool,
+        /// The plugin's metadata for the artifact (volume, region, ...).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        metadata: Vec<(String, String)>,
     },
     TargetFinished {
         target: String,
@@ -122,6 +129,19 @@ pub enum RunEvent {
         succeeded: usize,
         failed: usize,
         duration_ms: u64,
+    },
+    /// The case is about to be sealed: this record is the last one the
+    /// manifest (`manifest`, relative to the case directory) covers.
+    CaseSealed {
+        run_id: String,
+        manifest: String,
+        signed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_fingerprint: Option<String>,
+        /// `user@host` of the process that sealed the case.
+        sealed_by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// `irhost watch` started (first record of a watch session).
     WatchStarted {

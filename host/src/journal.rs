@@ -94,6 +94,17 @@ impl CaseJournal {
         Ok(record)
     }
 
+    /// Flush the journal to stable storage (before it is sealed).
+    pub fn sync(&self) -> std::io::Result<()> {
+        let head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        head.file.sync_all()
+    }
+
+    /// How many records the journal holds.
+    pub fn records(&self) -> u64 {
+        self.head.lock().unwrap_or_else(|p| p.into_inner()).next_seq
+    }
+
     /// The hash of the last record written.
     pub fn head_hash(&self) -> String {
         self.head

@@ -7,7 +7,8 @@
 //! - [`egress`] decides which outbound requests may leave, and [`cloud`]
 //!   signs them for cloud plugins (credentials never enter the sandbox);
 //! - [`engine`] runs a plan over targets; [`journal`] records every event
-//!   in a hash-chained case journal;
+//!   in a hash-chained case journal; [`custody`] seals a case with a
+//!   signed manifest and verifies, shows and exports it;
 //! - [`api`] is the library API over them all (load, plan, start a run,
 //!   follow its events as a stream, cancel, await the summary): the CLI,
 //!   [`watch`] (events matched by [`rules`] start runs) and [`serve`] (the
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod cloud;
+pub mod custody;
 pub mod egress;
 pub mod engine;
 pub mod events;

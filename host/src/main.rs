@@ -1,8 +1,10 @@
 //! The `irhost` command line: run, validate and plan playbooks, inspect
-//! plugins, watch events (`watch`) and serve the HTTP API (`serve`), all
-//! through the library API (`irhost::api`). Exit codes: 0 every target (or
-//! every run a watch started) succeeded, 1 some failed, 2 invalid input
-//! (nothing was run).
+//! The `irhost` command line: run, validate and plan playbooks, inspect
+//! plugins, watch events (`watch`), serve the HTTP API (`serve`), all
+//! through the library API (`irhost::api`); keygen, verify, show and export
+//! cases. Exit codes: 0 every target (or every run a watch started)
+//! succeeded, or the case verified; 1 some failed (or verification failed);
+//! 2 invalid input (nothing was run).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use futures::StreamExt;
 use irhost::api::Host;
 use irhost::cloud::CloudEnv;
+use irhost::custody;
 use irhost::engine::{RecordObserver, RunOptions};
 use irhost::events::{RunEvent, Status};
 use irhost::plan::PlaybookPlan;
@@ -74,6 +77,30 @@ enum Command {
         /// One JSON event per line on stdout
         #[arg(long)]
         json: bool,
+        /// Ed25519 private key (PKCS#8 PEM, from `irhost keygen`) that signs
+        /// the case manifest; without one the case is sealed unsigned
+        #[arg(long, value_name = "FILE", env = "IRHOST_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
+    },
+    /// Create an Ed25519 key pair for signing case manifests
+    Keygen {
+        /// Writes PREFIX.key (private, mode 0600) and PREFIX.pub
+        #[arg(short, long, value_name = "PREFIX", default_value = "irhost-signing")]
+        output: PathBuf,
+    },
+    /// Check a case offline: hash chain, artifacts, manifest and signature
+    Verify {
+        case_dir: PathBuf,
+        /// The public key that must have signed the case (PUBKEY from keygen)
+        #[arg(long, value_name = "PUBKEY")]
+        key: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Case tools
+    Case {
+        #[command(subcommand)]
+        command: CaseCommand,
     },
     /// Check a playbook (and its plugins) without running anything
     Validate {
@@ -154,6 +181,24 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CaseCommand {
+    /// A readable timeline of a case, per target
+    Show {
+        case_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bundle a case into a tar file for hand-off (verified first)
+    Export {
+        case_dir: PathBuf,
+        #[arg(short, long, value_name = "FILE.tar")]
+        output: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PluginCommand {
     /// Show a plugin's world, describe output, imports and exports
     Inspect {
@@ -214,9 +259,22 @@ fn plugin_runtime(cli: &Cli) -> Result<Arc<PluginRuntime>, Failure> {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Keygen { output } => return keygen(&output),
+        Command::Verify {
+            case_dir,
+            key,
+            json,
+        } => return verify(&case_dir, key.as_deref(), json),
+        Command::Case { command } => return case_command(command),
+        _ => {}
+    }
     let runtime = plugin_runtime(&cli)?;
     let host = Host::with_runtime(runtime.clone(), CloudEnv::from_env());
     match cli.command {
+        Command::Keygen { .. } | Command::Verify { .. } | Command::Case { .. } => {
+            unreachable!("handled above")
+        }
         Command::Validate { playbook, json } => {
             let plan = host.load(&playbook).await?;
             if json {
@@ -385,14 +443,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             concurrency,
             dry_run,
             json,
+            signing_key,
         } => {
+            let signing_key = signing_key
+                .map(|path| custody::keys::SigningKey::load(&path))
+                .transpose()
+                .map_err(|e| Failure::Invalid(format!("--signing-key: {e:#}")))?;
             let plan = host.load(&playbook).await?;
             let targets = collect_targets(&targets, &plan)?;
             if dry_run {
                 print_plan(&plan, &targets, json);
                 return Ok(ExitCode::SUCCESS);
             }
-            let options = RunOptions::new(case, cases_dir, concurrency);
+            let mut options = RunOptions::new(case, cases_dir, concurrency);
+            options.signing_key = signing_key;
             let display = RunDisplay::new(json, targets.len());
             let show = display.observer();
             let run = host.start(plan, targets, options);
@@ -413,6 +477,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     summary.failed(),
                     summary.case_dir.display()
                 );
+                if let Some(seal) = &summary.seal {
+                    match &seal.key_fingerprint {
+                        Some(fp) => println!(
+                            "sealed: {} ({} records, {} artifacts) signed by key {fp}",
+                            seal.manifest, seal.records, seal.artifacts
+                        ),
+                        None => println!(
+                            "sealed: {} ({} records, {} artifacts); {}",
+                            seal.manifest,
+                            seal.records,
+                            seal.artifacts,
+                            custody::UNSIGNED_NOTE
+                        ),
+                    }
+                }
             }
             Ok(if summary.failed() == 0 {
                 ExitCode::SUCCESS
@@ -441,6 +520,110 @@ fn read_token(file: Option<&std::path::Path>) -> Result<Option<String>, Failure>
             Ok(Some(t))
         }
         None => Ok(None),
+    }
+}
+
+fn keygen(prefix: &std::path::Path) -> Result<ExitCode, Failure> {
+    let key =
+        custody::keys::SigningKey::generate().map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    let (private, public) = key
+        .write_pair(prefix)
+        .map_err(|e| Failure::Invalid(format!("{e:#}")))?;
+    println!(
+        "private key: {} (mode 0600; keep it secret)",
+        private.display()
+    );
+    println!("public key:  {}", public.display());
+    println!("fingerprint: {}", key.public().fingerprint());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(
+    case_dir: &std::path::Path,
+    key: Option<&std::path::Path>,
+    json: bool,
+) -> Result<ExitCode, Failure> {
+    let pinned = key
+        .map(custody::keys::PublicKey::load)
+        .transpose()
+        .map_err(|e| Failure::Invalid(format!("--key: {e:#}")))?;
+    let report = custody::verify::verify_case(case_dir, pinned.as_ref());
+    if json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else if let Some(problem) = &report.problem {
+        println!("{}: FAILED: {problem}", case_dir.display());
+    } else {
+        let signed = match (&report.key_fingerprint, report.key_pinned) {
+            (Some(fp), true) => format!("signed by the pinned key {fp}"),
+            (Some(fp), false) => format!("signed by key {fp} (NOT pinned)"),
+            (None, _) => "UNSIGNED".to_string(),
+        };
+        println!(
+            "{}: OK: case {}, {} journal records chained to head {}, {} artifacts listed, {} stored ({} bytes) match their sha256, {} manifest(s); {signed}",
+            case_dir.display(),
+            report.case.as_deref().unwrap_or("?"),
+            report.records,
+            report.head.as_deref().unwrap_or(""),
+            report.artifacts_listed,
+            report.artifacts_checked,
+            report.artifact_bytes,
+            report.manifests
+        );
+    }
+    if !json {
+        for note in &report.notes {
+            println!("  note: {note}");
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn case_command(command: CaseCommand) -> Result<ExitCode, Failure> {
+    match command {
+        CaseCommand::Show { case_dir, json } => {
+            let timeline = custody::timeline::load(&case_dir)
+                .map_err(|e| Failure::Invalid(format!("{e:#}")))?;
+            if json {
+                println!("{}", serde_json::to_string(&timeline).unwrap_or_default());
+            } else {
+                print!("{}", custody::timeline::render(&timeline));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        CaseCommand::Export {
+            case_dir,
+            output,
+            json,
+        } => {
+            if !case_dir.join("journal.jsonl").is_file() {
+                return Err(Failure::Invalid(format!(
+                    "{}: not a case directory (no journal.jsonl)",
+                    case_dir.display()
+                )));
+            }
+            let report = custody::verify::verify_case(&case_dir, None);
+            if let Some(problem) = &report.problem {
+                return Err(Failure::Runtime(format!(
+                    "{}: not exported, the case does not verify: {problem}",
+                    case_dir.display()
+                )));
+            }
+            let exported = custody::export::export(&case_dir, &output)
+                .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+            if json {
+                println!("{}", serde_json::to_string(&exported).unwrap_or_default());
+            } else {
+                println!(
+                    "exported {} files ({} bytes) to {}; sha256 of the bundle {}",
+                    exported.files, exported.bytes, exported.file, exported.sha256
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -70,6 +70,7 @@ impl Workspace {
             .env("IRHOST_CASES_DIR", self.cases())
             .env("IRHOST_CACHE_DIR", shared_cache())
             .env_remove("RUST_LOG")
+            .env_remove("IRHOST_SIGNING_KEY")
             .output()
             .unwrap()
     }

@@ -1,0 +1,859 @@
+//! `irhost verify`: checks a case directory offline and names the first
+//! thing that does not hold — the journal's hash chain record by record
+//! (modified, deleted, reordered, truncated or torn records), the latest
+//! manifest's signature (against a pinned key, or the key it embeds), that
+//! the manifest matches the journal (record count, head hash, the seal
+//! record, the artifact list), every stored artifact's size and sha256, and
+//! every earlier manifest under `manifests/` against the journal prefix it
+//! sealed.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::keys::PublicKey;
+use super::manifest::{self, Manifest, ManifestArtifact};
+use crate::events::RunEvent;
+use crate::journal::{JournalRecord, GENESIS};
+
+/// What is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    HashMismatch,
+    Malformed,
+    Truncated,
+    Reordered,
+    Deleted,
+    MissingFile,
+    SizeMismatch,
+    BadSignature,
+    WrongKey,
+    ManifestMismatch,
+    NotSealed,
+    Io,
+}
+
+impl ProblemKind {
+    pub fn words(self) -> &'static str {
+        match self {
+            ProblemKind::HashMismatch => "hash mismatch",
+            ProblemKind::Malformed => "malformed",
+            ProblemKind::Truncated => "truncated",
+            ProblemKind::Reordered => "reordered",
+            ProblemKind::Deleted => "deleted",
+            ProblemKind::MissingFile => "missing file",
+            ProblemKind::SizeMismatch => "size mismatch",
+            ProblemKind::BadSignature => "bad signature",
+            ProblemKind::WrongKey => "wrong key",
+            ProblemKind::ManifestMismatch => "manifest does not match the journal",
+            ProblemKind::NotSealed => "not sealed",
+            ProblemKind::Io => "unreadable",
+        }
+    }
+}
+
+/// The first thing found broken.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub kind: ProblemKind,
+    /// `record N` (1-based line), `artifact <sha256>`, or a file name.
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.subject,
+            self.kind.words(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for Problem {}
+
+fn problem(kind: ProblemKind, subject: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        kind,
+        subject: subject.into(),
+        record: None,
+        artifact: None,
+        message: message.into(),
+    }
+}
+
+fn record_problem(kind: ProblemKind, line: u64, message: impl Into<String>) -> Problem {
+    Problem {
+        record: Some(line),
+        ..problem(kind, format!("record {line}"), message)
+    }
+}
+
+/// A journal whose chain holds.
+#[derive(Debug, Clone, Default)]
+pub struct JournalScan {
+    pub records: Vec<JournalRecord>,
+    /// sha256 of each record's line.
+    pub hashes: Vec<String>,
+}
+
+impl JournalScan {
+    pub fn len(&self) -> u64 {
+        self.records.len() as u64
+    }
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+    /// The hash of the last record, GENESIS for an empty journal.
+    pub fn head(&self) -> String {
+        self.head_at(self.len())
+    }
+    /// The hash of record `count - 1`.
+    pub fn head_at(&self, count: u64) -> String {
+        match count {
+            0 => GENESIS.to_string(),
+            n => self.hashes[n as usize - 1].clone(),
+        }
+    }
+}
+
+/// Read a journal and check its chain, classifying the first break.
+pub fn scan_journal(path: &Path) -> Result<JournalScan, Problem> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ProblemKind::MissingFile
+        } else {
+            ProblemKind::Io
+        };
+        problem(kind, "journal.jsonl", format!("{}: {e}", path.display()))
+    })?;
+    let torn = bytes.last().is_some_and(|&b| b != b'\n');
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if !torn {
+        lines.pop(); // after the final newline
+    }
+    let n = lines.len();
+    let parsed: Vec<Result<JournalRecord, String>> = lines
+        .iter()
+        .map(|l| serde_json::from_slice(l).map_err(|e| e.to_string()))
+        .collect();
+    let hashes: Vec<String> = lines
+        .iter()
+        .map(|l| hex::encode(Sha256::digest(l)))
+        .collect();
+    for p in 0..n {
+        let line = p as u64 + 1;
+        if torn && p == n - 1 {
+            return Err(record_problem(
+                ProblemKind::Truncated,
+                line,
+                "the last line is incomplete (no newline): a torn write, the journal was cut while a record was appended",
+            ));
+        }
+        let record = parsed[p].as_ref().map_err(|e| {
+            record_problem(
+                ProblemKind::Malformed,
+                line,
+                format!("not a valid journal record, it was changed or corrupted ({e})"),
+            )
+        })?;
+        let expected_prev = if p == 0 { GENESIS } else { &hashes[p - 1] };
+        let link_ok = record.prev == expected_prev;
+        let seq_ok = record.seq == p as u64;
+        if seq_ok && link_ok {
+            continue;
+        }
+        if !seq_ok && link_ok {
+            // Its link from the previous record holds, so this record's own
+            // bytes (its seq) were changed.
+            return Err(record_problem(
+                ProblemKind::HashMismatch,
+                line,
+                format!(
+                    "record changed after it was written: its seq says {}, its position is {p}",
+                    record.seq
+                ),
+            ));
+        }
+        if !seq_ok {
+            let p64 = p as u64;
+            let later = (p + 1..n).find(|&j| parsed[j].as_ref().is_ok_and(|r| r.seq == p64));
+            return Err(match later {
+                Some(j) => record_problem(
+                    ProblemKind::Reordered,
+                    line,
+                    format!(
+                        "records out of order: seq {} where {p} was expected; seq {p} is at record {}",
+                        record.seq,
+                        j + 1
+                    ),
+                ),
+                None if record.seq > p64 => record_problem(
+                    ProblemKind::Deleted,
+                    line,
+                    format!(
+                        "{} record(s) missing before it: seq {} where {p} was expected",
+                        record.seq - p64,
+                        record.seq
+                    ),
+                ),
+                None => record_problem(
+                    ProblemKind::Reordered,
+                    line,
+                    format!(
+                        "seq {} appears again or out of place; {p} was expected",
+                        record.seq
+                    ),
+                ),
+            });
+        }
+        // In sequence, but the link to the previous record is broken.
+        if p == 0 {
+            return Err(record_problem(
+                ProblemKind::HashMismatch,
+                line,
+                format!(
+                    "the first record's prev must be {GENESIS}, it is {}",
+                    record.prev
+                ),
+            ));
+        }
+        let next_link_broken = parsed
+            .get(p + 1)
+            .and_then(|r| r.as_ref().ok())
+            .is_some_and(|next| next.prev != hashes[p]);
+        return Err(if next_link_broken {
+            record_problem(
+                ProblemKind::HashMismatch,
+                line,
+                format!(
+                    "record changed after it was written: its prev is {}, record {p} hashes to {}",
+                    record.prev,
+                    hashes[p - 1]
+                ),
+            )
+        } else {
+            record_problem(
+                ProblemKind::HashMismatch,
+                p as u64,
+                format!(
+                    "record changed after it was written: it hashes to {}, record {line} chains to {}",
+                    hashes[p - 1],
+                    record.prev
+                ),
+            )
+        });
+    }
+    Ok(JournalScan {
+        records: parsed.into_iter().map(|r| r.expect("checked")).collect(),
+        hashes,
+    })
+}
+
+/// The outcome of `irhost verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub case_dir: PathBuf,
+    pub ok: bool,
+    pub case: Option<String>,
+    pub records: u64,
+    pub head: Option<String>,
+    /// Stored artifacts whose bytes were checked.
+    pub artifacts_checked: usize,
+    pub artifact_bytes: u64,
+    /// Artifacts in the manifest, references included.
+    pub artifacts_listed: usize,
+    pub signed: bool,
+    pub key_fingerprint: Option<String>,
+    /// The signature was checked against a key given with `--key`.
+    pub key_pinned: bool,
+    pub manifests: usize,
+    pub problem: Option<Problem>,
+    pub notes: Vec<String>,
+}
+
+/// Verify a case directory. `pinned`: the public key that must have
+/// signed the latest manifest.
+pub fn verify_case(case_dir: &Path, pinned: Option<&PublicKey>) -> Report {
+    let mut report = Report {
+        case_dir: case_dir.to_path_buf(),
+        ok: false,
+        case: None,
+        records: 0,
+        head: None,
+        artifacts_checked: 0,
+        artifact_bytes: 0,
+        artifacts_listed: 0,
+        signed: false,
+        key_fingerprint: None,
+        key_pinned: pinned.is_some(),
+        manifests: 0,
+        problem: None,
+        notes: Vec::new(),
+    };
+    match check(case_dir, pinned, &mut report) {
+        Ok(()) => report.ok = true,
+        Err(p) => report.problem = Some(p),
+    }
+    report
+}
+
+fn read_optional(path: &Path, subject: &str) -> Result<Option<Vec<u8>>, Problem> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(problem(ProblemKind::Io, subject, e.to_string())),
+    }
+}
+
+/// A manifest whose signature (if any) holds.
+struct Checked {
+    manifest: Manifest,
+    signer: Option<PublicKey>,
+}
+
+/// Check a manifest file and its `.sig`; with `pinned`, it must be signed
+/// by that key.
+fn check_signed(
+    subject: &str,
+    bytes: &[u8],
+    sig: Option<&[u8]>,
+    pinned: Option<&PublicKey>,
+) -> Result<Checked, Problem> {
+    let sig_subject = manifest::sig_path_of(subject);
+    let parsed: Result<Manifest, String> = serde_json::from_slice(bytes).map_err(|e| e.to_string());
+    let decode = |sig: &[u8]| {
+        manifest::decode_signature(sig).map_err(|e| {
+            problem(
+                ProblemKind::BadSignature,
+                &sig_subject,
+                format!("not an Ed25519 signature: {e}"),
+            )
+        })
+    };
+    if let Some(key) = pinned {
+        let Some(sig) = sig else {
+            return Err(match &parsed {
+                Ok(m) if m.signature.is_none() => problem(
+                    ProblemKind::BadSignature,
+                    subject,
+                    "the case is unsigned, but --key requires a signature by that key",
+                ),
+                _ => problem(
+                    ProblemKind::MissingFile,
+                    &sig_subject,
+                    "the signature file is missing",
+                ),
+            });
+        };
+        let sig = decode(sig)?;
+        if !key.verify(bytes, &sig) {
+            let embedded = parsed
+                .as_ref()
+                .ok()
+                .and_then(|m| m.signature.as_ref())
+                .and_then(|s| PublicKey::from_hex(&s.public_key).ok())
+                .filter(|k| k.verify(bytes, &sig));
+            return Err(match embedded {
+                Some(other) => problem(
+                    ProblemKind::WrongKey,
+                    subject,
+                    format!(
+                        "signed by key {}, not by the pinned key {}",
+                        other.fingerprint(),
+                        key.fingerprint()
+                    ),
+                ),
+                None => problem(
+                    ProblemKind::BadSignature,
+                    subject,
+                    format!(
+                        "{sig_subject} does not verify over {subject} with the pinned key {}: one of them was changed",
+                        key.fingerprint()
+                    ),
+                ),
+            });
+        }
+        let manifest = parsed.map_err(|e| {
+            problem(
+                ProblemKind::Malformed,
+                subject,
+                format!("signed, but not a manifest: {e}"),
+            )
+        })?;
+        match &manifest.signature {
+            Some(info) if info.key_fingerprint == key.fingerprint() => {}
+            _ => {
+                return Err(problem(
+                    ProblemKind::ManifestMismatch,
+                    subject,
+                    "its signature block does not name the key that signed it",
+                ))
+            }
+        }
+        return Ok(Checked {
+            manifest,
+            signer: Some(key.clone()),
+        });
+    }
+    let manifest = match parsed {
+        Ok(m) => m,
+        Err(e) if sig.is_some() => {
+            return Err(problem(
+                ProblemKind::BadSignature,
+                subject,
+                format!("not a valid manifest any more, it was changed after it was signed ({e})"),
+            ))
+        }
+        Err(e) => return Err(problem(ProblemKind::Malformed, subject, e)),
+    };
+    let Some(info) = &manifest.signature else {
+        if sig.is_some() {
+            return Err(problem(
+                ProblemKind::BadSignature,
+                subject,
+                format!(
+                    "it says it is unsigned, but {sig_subject} exists: the manifest was changed"
+                ),
+            ));
+        }
+        return Ok(Checked {
+            manifest,
+            signer: None,
+        });
+    };
+    let Some(sig) = sig else {
+        return Err(problem(
+            ProblemKind::MissingFile,
+            &sig_subject,
+            format!(
+                "the manifest says it is signed by {}, the signature file is missing",
+                info.key_fingerprint
+            ),
+        ));
+    };
+    let key = PublicKey::from_hex(&info.public_key).map_err(|e| {
+        problem(
+            ProblemKind::BadSignature,
+            subject,
+            format!("the embedded public key is invalid: {e}"),
+        )
+    })?;
+    if key.fingerprint() != info.key_fingerprint {
+        return Err(problem(
+            ProblemKind::BadSignature,
+            subject,
+            "the embedded public key does not match its fingerprint",
+        ));
+    }
+    let sig = decode(sig)?;
+    if !key.verify(bytes, &sig) {
+        return Err(problem(
+            ProblemKind::BadSignature,
+            subject,
+            format!("{sig_subject} does not verify over {subject}: one of them was changed"),
+        ));
+    }
+    Ok(Checked {
+        manifest,
+        signer: Some(key),
+    })
+}
+
+/// Check a manifest against the journal prefix it claims to seal.
+fn check_against_journal(
+    subject: &str,
+    m: &Manifest,
+    scan: &JournalScan,
+    latest: bool,
+) -> Result<(), Problem> {
+    let mismatch = |msg: String| problem(ProblemKind::ManifestMismatch, subject, msg);
+    if m.format != manifest::FORMAT {
+        return Err(problem(
+            ProblemKind::Malformed,
+            subject,
+            format!("unknown format {:?}", m.format),
+        ));
+    }
+    let sealed = m.journal.records;
+    let have = scan.len();
+    if sealed > have {
+        return Err(problem(
+            ProblemKind::Truncated,
+            "journal.jsonl",
+            format!(
+                "{subject} seals {sealed} records, the journal has {have}: records {}..{sealed} are missing",
+                have + 1
+            ),
+        ));
+    }
+    if sealed == 0 {
+        return Err(mismatch("it seals no records".into()));
+    }
+    if scan.head_at(sealed) != m.journal.head {
+        return Err(record_problem(
+            ProblemKind::HashMismatch,
+            sealed,
+            format!(
+                "record changed after it was sealed: it hashes to {}, {subject} sealed {}",
+                scan.head_at(sealed),
+                m.journal.head
+            ),
+        ));
+    }
+    if latest && sealed < have {
+        return Err(problem(
+            ProblemKind::NotSealed,
+            "journal.jsonl",
+            format!(
+                "records {}..{have} were written after the last seal ({subject} seals {sealed}): an interrupted run, or records appended later",
+                sealed + 1
+            ),
+        ));
+    }
+    let covered = &scan.records[..sealed as usize];
+    let last = &covered[covered.len() - 1];
+    if last.case != m.case {
+        return Err(mismatch(format!(
+            "case {:?}, the journal's is {:?}",
+            m.case, last.case
+        )));
+    }
+    match &last.event {
+        RunEvent::CaseSealed {
+            manifest: path,
+            signed,
+            key_fingerprint,
+            run_id,
+            ..
+        } => {
+            if *path != manifest::history_path(sealed) {
+                return Err(mismatch(format!(
+                    "the seal record names {path}, expected {}",
+                    manifest::history_path(sealed)
+                )));
+            }
+            let m_fp = m.signature.as_ref().map(|s| &s.key_fingerprint);
+            if *signed != m.signature.is_some() || key_fingerprint.as_ref() != m_fp {
+                return Err(mismatch(format!(
+                    "the journal's seal record says {}, the manifest says {}",
+                    signer_words(key_fingerprint.as_deref()),
+                    signer_words(m_fp.map(String::as_str))
+                )));
+            }
+            if *run_id != m.run_id {
+                return Err(mismatch(format!(
+                    "run {}, the seal record's is {run_id}",
+                    m.run_id
+                )));
+            }
+        }
+        _ => {
+            return Err(mismatch(format!(
+                "record {sealed}, the last it seals, is not a case_sealed record"
+            )))
+        }
+    }
+    let expected = manifest::artifacts_of(covered);
+    for (i, (want, got)) in expected.iter().zip(&m.artifacts).enumerate() {
+        if want != got {
+            return Err(mismatch(format!(
+                "artifact #{} differs: the journal (record {}) has {} {} sha256 {:?}, the manifest has {} {} sha256 {:?}",
+                i + 1,
+                want.seq + 1,
+                want.kind,
+                want.provider_id,
+                want.sha256,
+                got.kind,
+                got.provider_id,
+                got.sha256
+            )));
+        }
+    }
+    if expected.len() != m.artifacts.len() {
+        return Err(mismatch(format!(
+            "the journal records {} artifacts, the manifest lists {}",
+            expected.len(),
+            m.artifacts.len()
+        )));
+    }
+    Ok(())
+}
+
+fn signer_words(fp: Option<&str>) -> String {
+    match fp {
+        Some(fp) => format!("signed by {fp}"),
+        None => "unsigned".into(),
+    }
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check(case_dir: &Path, pinned: Option<&PublicKey>, report: &mut Report) -> Result<(), Problem> {
+    if !case_dir.is_dir() {
+        return Err(problem(
+            ProblemKind::MissingFile,
+            case_dir.display().to_string(),
+            "not a case directory",
+        ));
+    }
+    // 1. The journal's chain, record by record.
+    let scan = scan_journal(&case_dir.join("journal.jsonl"))?;
+    report.records = scan.len();
+    report.head = Some(scan.head());
+    report.case = scan.records.first().map(|r| r.case.clone());
+
+    // 2. The latest manifest's signature.
+    let bytes =
+        read_optional(&case_dir.join("manifest.json"), "manifest.json")?.ok_or_else(|| {
+            problem(
+                ProblemKind::MissingFile,
+                "manifest.json",
+                "the case has no manifest: it was never sealed, or the manifest was deleted",
+            )
+        })?;
+    let sig = read_optional(&case_dir.join("manifest.sig"), "manifest.sig")?;
+    let latest = check_signed("manifest.json", &bytes, sig.as_deref(), pinned)?;
+    report.signed = latest.signer.is_some();
+    report.key_fingerprint = latest.signer.as_ref().map(PublicKey::fingerprint);
+    match (&latest.signer, pinned) {
+        (None, _) => report.notes.push(super::UNSIGNED_NOTE.replace(
+            "no signing key was given",
+            "it was sealed without a signing key",
+        )),
+        (Some(k), None) => report.notes.push(format!(
+            "key not pinned: the signature verifies with the key the manifest embeds ({}); pass --key PUBKEY to check who signed",
+            k.fingerprint()
+        )),
+        (Some(_), Some(_)) => {}
+    }
+
+    // 3. The manifest against the journal, and against its immutable copy.
+    let m = &latest.manifest;
+    report.artifacts_listed = m.artifacts.len();
+    check_against_journal("manifest.json", m, &scan, true)?;
+    let history = manifest::history_path(m.journal.records);
+    let copy = read_optional(&case_dir.join(&history), &history)?.ok_or_else(|| {
+        problem(
+            ProblemKind::MissingFile,
+            &history,
+            "the immutable copy of manifest.json is missing",
+        )
+    })?;
+    if copy != bytes {
+        return Err(problem(
+            ProblemKind::ManifestMismatch,
+            "manifest.json",
+            format!("differs from its immutable copy {history}"),
+        ));
+    }
+    let history_sig = manifest::sig_path_of(&history);
+    if read_optional(&case_dir.join(&history_sig), &history_sig)? != sig {
+        return Err(problem(
+            ProblemKind::ManifestMismatch,
+            "manifest.sig",
+            format!("differs from its immutable copy {history_sig}"),
+        ));
+    }
+
+    // 4. Every stored artifact's bytes.
+    check_artifacts(case_dir, &m.artifacts, report)?;
+
+    // 5. Earlier seals, each against the journal prefix it covers.
+    let mut names: Vec<String> = match std::fs::read_dir(case_dir.join("manifests")) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect(),
+        Err(e) => return Err(problem(ProblemKind::Io, "manifests", e.to_string())),
+    };
+    names.sort();
+    report.manifests = names.len();
+    for name in names {
+        let subject = format!("manifests/{name}");
+        if subject == history {
+            continue;
+        }
+        let bytes = read_optional(&case_dir.join(&subject), &subject)?.unwrap_or_default();
+        let sig_subject = manifest::sig_path_of(&subject);
+        let sig = read_optional(&case_dir.join(&sig_subject), &sig_subject)?;
+        let checked = check_signed(&subject, &bytes, sig.as_deref(), None)?;
+        if manifest::history_path(checked.manifest.journal.records) != subject {
+            return Err(problem(
+                ProblemKind::ManifestMismatch,
+                &subject,
+                format!(
+                    "it seals {} records; its name says otherwise",
+                    checked.manifest.journal.records
+                ),
+            ));
+        }
+        check_against_journal(&subject, &checked.manifest, &scan, false)?;
+    }
+
+    // Files nobody recorded are reported, not fatal.
+    if let Ok(dir) = std::fs::read_dir(case_dir.join("artifacts")) {
+        let known: std::collections::HashSet<&str> = m
+            .artifacts
+            .iter()
+            .filter_map(|a| a.sha256.as_deref())
+            .collect();
+        let mut stray: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !known.contains(n.as_str()))
+            .collect();
+        stray.sort();
+        for name in stray {
+            report.notes.push(format!(
+                "artifacts/{name} is not recorded in the journal (ignored)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Check size and sha256 of every stored artifact, hashing on all cores;
+/// the first failure in journal order is reported.
+fn check_artifacts(
+    case_dir: &Path,
+    artifacts: &[ManifestArtifact],
+    report: &mut Report,
+) -> Result<(), Problem> {
+    let mut seen = std::collections::HashSet::new();
+    let mut stored: Vec<&ManifestArtifact> = Vec::new();
+    for a in artifacts.iter().filter(|a| a.stored) {
+        let sha = a.sha256.as_deref().unwrap_or_default();
+        let subject = format!("artifact {}", a.provider_id);
+        if !is_sha256(sha) {
+            return Err(problem(
+                ProblemKind::Malformed,
+                subject,
+                format!("recorded at record {} without a valid sha256", a.seq + 1),
+            ));
+        }
+        if a.location != format!("artifacts/{sha}") {
+            return Err(problem(
+                ProblemKind::ManifestMismatch,
+                subject,
+                format!("location {} is not artifacts/{sha}", a.location),
+            ));
+        }
+        if seen.insert(sha) {
+            stored.push(a);
+        }
+    }
+    let results: Vec<Mutex<Option<Result<u64, Problem>>>> =
+        stored.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(stored.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(a) = stored.get(i) else { break };
+                let r = check_artifact(case_dir, a);
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+            });
+        }
+    });
+    for r in results {
+        let r = r.into_inner().unwrap_or_else(|p| p.into_inner());
+        let size = r.expect("every artifact was checked")?;
+        report.artifacts_checked += 1;
+        report.artifact_bytes += size;
+    }
+    Ok(())
+}
+
+fn check_artifact(case_dir: &Path, a: &ManifestArtifact) -> Result<u64, Problem> {
+    let sha = a.sha256.as_deref().unwrap_or_default();
+    let fail = |kind: ProblemKind, message: String| Problem {
+        artifact: Some(sha.to_string()),
+        record: Some(a.seq + 1),
+        ..problem(
+            kind,
+            format!("artifact {sha}"),
+            format!(
+                "{message} ({} {} from step {} on {}, record {})",
+                a.kind,
+                a.provider_id,
+                a.step,
+                a.target,
+                a.seq + 1
+            ),
+        )
+    };
+    let path = case_dir.join("artifacts").join(sha);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(fail(
+                ProblemKind::MissingFile,
+                format!("artifacts/{sha} is missing"),
+            ))
+        }
+        Err(e) => return Err(fail(ProblemKind::Io, format!("artifacts/{sha}: {e}"))),
+    };
+    if !meta.is_file() {
+        return Err(fail(
+            ProblemKind::MissingFile,
+            format!("artifacts/{sha} is not a regular file"),
+        ));
+    }
+    if let Some(size) = a.size {
+        if meta.len() != size {
+            return Err(fail(
+                ProblemKind::SizeMismatch,
+                format!(
+                    "artifacts/{sha} is {} bytes, {size} were recorded",
+                    meta.len()
+                ),
+            ));
+        }
+    }
+    let mut file = std::fs::File::open(&path)
+        .map_err(|e| fail(ProblemKind::Io, format!("artifacts/{sha}: {e}")))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| fail(ProblemKind::Io, format!("artifacts/{sha}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let got = hex::encode(hasher.finalize());
+    if got != sha {
+        return Err(fail(
+            ProblemKind::HashMismatch,
+            format!("the content hashes to {got}, it was changed"),
+        ));
+    }
+    Ok(total)
+}
