@@ -190,8 +190,29 @@ def eni_groups(endpoint):
     }))
 
 
+def summary(endpoint):
+    """Print ENI groups and snapshots by name, for people (scripts/demo)."""
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        state(endpoint)
+    s = json.loads(buf.getvalue())
+    names = {gid: g["name"] for gid, g in s["groups"].items()}
+    for eni, e in sorted(s["enis"].items()):
+        print(f"  {eni} ({e['instance']}): groups {[names[g] for g in e['groups']]}")
+    for snap, v in sorted(s["snapshots"].items()):
+        tags = v["tags"]
+        if "irhost:case" not in tags:
+            continue  # moto's own AMI snapshots
+        print(f"  {snap}: volume {v['volume']} case={tags.get('irhost:case')} sealed={tags.get('irhost:sealed')}")
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "eni-groups":
+    if sys.argv[1] == "summary":
+        summary(sys.argv[2])
+    elif sys.argv[1] == "eni-groups":
         eni_groups(sys.argv[2])
     elif sys.argv[1] == "seed":
         seed(sys.argv[2], sys.argv[3])
