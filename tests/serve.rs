@@ -378,10 +378,15 @@ fn a_long_run_survives_its_client_and_is_cancelled() {
         "nothing mutates after a cancel: {isolate}"
     );
 
-    // The case journal records the end and still verifies.
+    // The case journal records the end, then the seal, and still verifies.
     let records = server.ws.journal("api-slow");
+    let n = records.len();
     assert!(matches!(
-        records.last().unwrap().event,
+        records[n - 2].event,
         irhost::events::RunEvent::RunFinished { .. }
+    ));
+    assert!(matches!(
+        records[n - 1].event,
+        irhost::events::RunEvent::CaseSealed { .. }
     ));
 }

@@ -27,7 +27,6 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::api::{Host, RunHandle, RunStatus};
 use crate::engine::RunOptions;
-use crate::journal;
 use crate::rules::valid_case_id;
 use crate::target::TargetSpec;
 
@@ -460,7 +459,8 @@ async fn cancel_run(
     ))
 }
 
-/// The result of verifying a case journal's hash chain.
+/// The result of verifying a case: hash chain, artifacts, manifest and
+/// signature (see `irhost verify`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyAnswer {
     pub case: String,
@@ -468,38 +468,38 @@ pub struct VerifyAnswer {
     pub records: Option<u64>,
     /// sha256 of the last record.
     pub head: Option<String>,
+    /// Whether the latest manifest is signed, and by which key (sha256 fingerprint).
+    pub signed: bool,
+    pub key_fingerprint: Option<String>,
+    /// Stored artifacts whose size and sha256 were checked.
+    pub artifacts_checked: usize,
+    /// The first problem found, naming the record or artifact.
     pub error: Option<String>,
 }
 
-/// Verify a case journal (kept small so that a fuller custody check can
-/// replace it).
-pub fn verify_case_journal(cases_dir: &Path, case: &str) -> VerifyAnswer {
-    let path = cases_dir.join(case).join("journal.jsonl");
-    match journal::verify_chain(&path) {
-        Ok(report) => VerifyAnswer {
-            case: case.into(),
-            valid: true,
-            records: Some(report.records),
-            head: Some(report.head),
-            error: None,
-        },
-        Err(e) => VerifyAnswer {
-            case: case.into(),
-            valid: false,
-            records: None,
-            head: None,
-            error: Some(e.to_string()),
-        },
+/// Verify a case with the custody checks (no pinned key: the answer says
+/// which key signed it).
+pub fn verify_case_dir(cases_dir: &Path, case: &str) -> VerifyAnswer {
+    let report = crate::custody::verify::verify_case(&cases_dir.join(case), None);
+    VerifyAnswer {
+        case: case.into(),
+        valid: report.ok,
+        records: Some(report.records),
+        head: report.head,
+        signed: report.signed,
+        key_fingerprint: report.key_fingerprint,
+        artifacts_checked: report.artifacts_checked,
+        error: report.problem.map(|p| p.to_string()),
     }
 }
 
-/// Verify the hash chain of a case's journal.
+/// Verify a case: hash chain, artifacts, manifest and signature.
 #[utoipa::path(
     get,
     path = "/v1/cases/{id}/verify",
     params(("id" = String, Path, description = "case id")),
     responses(
-        (status = 200, description = "`valid` says whether the chain verifies", body = VerifyAnswer),
+        (status = 200, description = "`valid` says whether the case verifies", body = VerifyAnswer),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)
@@ -522,7 +522,7 @@ async fn verify_case(
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no case `{id}`")));
     }
     let cases_dir = state.config.cases_dir.clone();
-    let answer = tokio::task::spawn_blocking(move || verify_case_journal(&cases_dir, &id))
+    let answer = tokio::task::spawn_blocking(move || verify_case_dir(&cases_dir, &id))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(answer))
