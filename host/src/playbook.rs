@@ -65,6 +65,20 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+impl Diagnostics {
+    /// A file that could not be read at all (`what`: "playbook", "rules file", ...).
+    pub fn unreadable(path: &Path, what: &str, error: &std::io::Error) -> Self {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: "file".into(),
+            message: format!("cannot read the {what}: {error}"),
+            hint: None,
+        }])
+    }
+}
+
 /// Turns byte offsets of one source text into line:column diagnostics.
 #[derive(Debug, Clone)]
 pub struct SourceMap {
@@ -268,16 +282,8 @@ pub struct Playbook {
 impl Playbook {
     /// Read and check a playbook file.
     pub fn load(path: &Path) -> Result<Playbook, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "file".into(),
-                message: format!("cannot read the playbook: {e}"),
-                hint: None,
-            }])
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostics::unreadable(path, "playbook", &e))?;
         Playbook::parse(path, &text)
     }
 

@@ -35,9 +35,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::playbook::{
-    parse_duration, table_to_json, toml_diagnostic, Diagnostic, Diagnostics, SourceMap,
-};
+use crate::playbook::{parse_duration, table_to_json, toml_diagnostic, Diagnostics, SourceMap};
 use crate::target::TargetSpec;
 
 /// Runs at once, when the rules file does not say.
@@ -140,16 +138,8 @@ pub struct Condition {
 impl Rules {
     /// Read and check a rules file.
     pub fn load(path: &Path) -> Result<Rules, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "file".into(),
-                message: format!("cannot read the rules file: {e}"),
-                hint: None,
-            }])
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostics::unreadable(path, "rules file", &e))?;
         Rules::parse(path, &text)
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::playbook::{Diagnostic, Diagnostics, SourceMap};
+use crate::playbook::{Diagnostics, SourceMap};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TargetSpec {
@@ -47,16 +47,8 @@ impl TargetSpec {
 
     /// Read a targets file.
     pub fn load_file(path: &Path) -> Result<Vec<TargetSpec>, Diagnostics> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Diagnostics(vec![Diagnostic {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                field: "file".into(),
-                message: format!("cannot read the targets file: {e}"),
-                hint: None,
-            }])
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Diagnostics::unreadable(path, "targets file", &e))?;
         let source = SourceMap::new(path, &text);
         let mut targets = Vec::new();
         let mut problems = Vec::new();
