@@ -199,6 +199,7 @@ pub async fn run_plan(
     observer: Option<RecordObserver>,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunSummary> {
+    plan.check_targets(&targets).map_err(anyhow::Error::msg)?;
     let case_dir = options.case_dir();
     let recorder = CaseRecorder::open(&case_dir, &options.case_id, observer)?;
     let started = Instant::now();
@@ -308,6 +309,9 @@ pub async fn run_plan(
 
 enum StepState {
     Pending,
+    /// A provider step for another provider's targets: transparent to its
+    /// dependents, not run, not reported.
+    NotApplicable,
     Running,
     Done(StepOutcome),
 }
@@ -319,7 +323,15 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
         target: label.clone(),
     });
     let steps = &ctx.plan.steps;
-    let mut states: Vec<StepState> = steps.iter().map(|_| StepState::Pending).collect();
+    let mut states: Vec<StepState> = (0..steps.len())
+        .map(|i| {
+            if ctx.plan.applies(i, &target.provider) {
+                StepState::Pending
+            } else {
+                StepState::NotApplicable
+            }
+        })
+        .collect();
     let mut running = FuturesUnordered::new();
     loop {
         // Start every step whose dependencies have all finished.
@@ -331,7 +343,7 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
             let deps_done = step
                 .deps
                 .iter()
-                .all(|&d| matches!(states[d], StepState::Done(_)));
+                .all(|&d| matches!(states[d], StepState::Done(_) | StepState::NotApplicable));
             if !deps_done {
                 continue;
             }
@@ -375,8 +387,9 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
     }
     let outcomes: Vec<StepOutcome> = states
         .into_iter()
-        .map(|s| match s {
-            StepState::Done(o) => o,
+        .filter_map(|s| match s {
+            StepState::Done(o) => Some(o),
+            StepState::NotApplicable => None,
             _ => unreachable!("every step finishes or is skipped"),
         })
         .collect();

@@ -647,6 +647,7 @@ fn collect_targets(args: &TargetArgs, plan: &PlaybookPlan) -> Result<Vec<TargetS
             plan.playbook.source.file().display()
         )));
     }
+    plan.check_targets(&targets).map_err(Failure::Invalid)?;
     Ok(targets)
 }
 
@@ -665,7 +666,12 @@ fn print_plan(plan: &PlaybookPlan, targets: &[TargetSpec], json: bool) {
     );
     for target in targets {
         println!("target {}", target.label());
-        for step in &plan.steps {
+        let applicable = plan
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| plan.applies(*i, &target.provider));
+        for (_, step) in applicable {
             let after = if step.spec.after.is_empty() {
                 String::new()
             } else {

@@ -26,8 +26,13 @@ pub struct PlannedStep {
     pub deps: Vec<usize>,
     /// Indices of every step this one transitively depends on.
     pub ancestors: Vec<usize>,
-    /// Ancestors that preserve the target (snapshot steps).
+    /// Ancestors that preserve the target (snapshot steps of the same
+    /// provider, for a provider step).
     pub preserved_by: Vec<usize>,
+    /// For a step of a provider plugin, the provider it serves (`aws`,
+    /// `azure`, ...): it runs only on targets of that provider. Custom
+    /// steps (`None`) run on every target.
+    pub provider: Option<String>,
 }
 
 /// A validated playbook: steps in dependency order, ready to run.
@@ -122,6 +127,8 @@ impl PlaybookPlan {
                     Some(&format!("its describe lists: {}", supported.join(", "))),
                 ));
             }
+            let provider =
+                (plugin.world == PluginWorld::Provider).then(|| plugin.info.provider.clone());
             let mutating = action.is_some_and(|a| a.mutating)
                 || ALWAYS_MUTATING.contains(&spec.action.as_str());
             let deps: Vec<usize> = spec.after.iter().map(|d| position[d.as_str()]).collect();
@@ -137,7 +144,8 @@ impl PlaybookPlan {
                 .copied()
                 .filter(|&a| {
                     steps[a].spec.action == PRESERVATION_ACTION
-                        && plugins[&steps[a].spec.plugin].world == PluginWorld::Provider
+                        && steps[a].provider.is_some()
+                        && (provider.is_none() || steps[a].provider == provider)
                 })
                 .collect();
             if mutating && preserved_by.is_empty() && !spec.allow_unpreserved {
@@ -157,6 +165,7 @@ impl PlaybookPlan {
                 deps,
                 ancestors,
                 preserved_by,
+                provider,
             });
         }
         if !problems.is_empty() {
@@ -169,6 +178,51 @@ impl PlaybookPlan {
         })
     }
 
+    /// Whether step `index` runs on targets of `provider`.
+    pub fn applies(&self, index: usize, provider: &str) -> bool {
+        self.steps[index]
+            .provider
+            .as_deref()
+            .is_none_or(|p| p == provider)
+    }
+
+    /// The providers this playbook's provider steps serve, sorted.
+    pub fn providers(&self) -> Vec<&str> {
+        let mut providers: Vec<&str> = self
+            .steps
+            .iter()
+            .filter_map(|s| s.provider.as_deref())
+            .collect();
+        providers.sort_unstable();
+        providers.dedup();
+        providers
+    }
+
+    /// Refuse targets no provider step serves (before anything runs): a
+    /// `gcp:` target given to an AWS playbook would otherwise do nothing
+    /// and look done.
+    pub fn check_targets(&self, targets: &[crate::target::TargetSpec]) -> Result<(), String> {
+        let providers = self.providers();
+        if providers.is_empty() {
+            return Ok(());
+        }
+        let unserved: Vec<String> = targets
+            .iter()
+            .filter(|t| !providers.contains(&t.provider.as_str()))
+            .map(|t| t.label())
+            .collect();
+        if unserved.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no step of playbook `{}` handles the target(s) {}: its provider steps are for {}",
+                self.playbook.name,
+                unserved.join(", "),
+                providers.join(", ")
+            ))
+        }
+    }
+
     /// The plan as data (for `irhost plan --json` and the run journal).
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
@@ -179,6 +233,7 @@ impl PlaybookPlan {
                 "action": s.spec.action,
                 "after": s.spec.after,
                 "mutating": s.mutating,
+                "provider": s.provider,
                 "preserved_by": s.preserved_by.iter().map(|&p| &self.steps[p].spec.id).collect::<Vec<_>>(),
                 "allow_unpreserved": s.spec.allow_unpreserved,
                 "retries": s.spec.retries,

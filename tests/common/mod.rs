@@ -3,6 +3,7 @@
 //! `scripts/build-plugins`), scratch case directories and journal readers.
 #![allow(dead_code)]
 
+pub mod fake_arm;
 pub mod moto;
 
 use std::path::{Path, PathBuf};

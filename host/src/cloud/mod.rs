@@ -5,6 +5,7 @@
 //! recorded as a note that lands in the journal.
 
 pub mod aws;
+pub mod azure;
 
 use std::sync::Arc;
 
@@ -15,13 +16,18 @@ use crate::runtime::LoadedPlugin;
 pub struct CloudEnv {
     pub aws: aws::AwsEnvironment,
     aws_credentials: Arc<aws::AwsCredentialSource>,
+    pub azure: azure::AzureEnvironment,
+    azure_tokens: Arc<azure::ArmTokenSource>,
 }
 
 impl CloudEnv {
     pub fn from_env() -> Self {
+        let azure = azure::AzureEnvironment::from_env();
         CloudEnv {
             aws: aws::AwsEnvironment::from_env(),
             aws_credentials: Arc::new(aws::AwsCredentialSource::default_chain()),
+            azure_tokens: Arc::new(azure::ArmTokenSource::new(azure.clone())),
+            azure,
         }
     }
 
@@ -30,6 +36,8 @@ impl CloudEnv {
         CloudEnv {
             aws: aws::AwsEnvironment::default(),
             aws_credentials: Arc::new(aws::AwsCredentialSource::default_chain()),
+            azure: azure::AzureEnvironment::default(),
+            azure_tokens: Arc::new(azure::ArmTokenSource::new(Default::default())),
         }
     }
 
@@ -39,6 +47,8 @@ impl CloudEnv {
         let provider = plugin.info.provider.clone();
         if provider == "aws" || provider.starts_with("aws-") {
             self.bind_aws(plugin, provider.strip_prefix("aws-").unwrap_or("ec2"))
+        } else if provider == "azure" {
+            self.bind_azure(plugin)
         } else {
             Vec::new()
         }
@@ -102,6 +112,56 @@ impl CloudEnv {
             &region,
         )));
         notes.push(format!("requests to allowed hosts are signed by the host with SigV4 ({service}, default region {region}); the plugin holds no credentials"));
+        notes
+    }
+}
+
+impl CloudEnv {
+    fn bind_azure(&self, plugin: &mut LoadedPlugin) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut policy: EgressPolicy = (*plugin.egress).clone();
+        let configured = plugin
+            .config
+            .get("endpoint_url")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let endpoint = match (&configured, &self.azure.resource_manager) {
+            (Some(url), Some(env)) => {
+                notes.push(format!(
+                    "the playbook's endpoint_url {url} wins over AZURE_RESOURCE_MANAGER_URL {env}"
+                ));
+                url.clone()
+            }
+            (Some(url), None) => url.clone(),
+            (None, Some(env)) => {
+                if let Some(config) = plugin.config.as_object_mut() {
+                    config.insert("endpoint_url".into(), serde_json::Value::String(env.clone()));
+                }
+                notes.push(format!(
+                    "endpoint override from AZURE_RESOURCE_MANAGER_URL: {env} passed to the plugin"
+                ));
+                env.clone()
+            }
+            (None, None) => azure::PUBLIC_ARM.to_string(),
+        };
+        match endpoint_pattern(&endpoint) {
+            Ok(pattern) => {
+                notes.push(format!("the ARM endpoint {pattern} is added to the allowed hosts"));
+                policy.allow(pattern);
+            }
+            Err(e) => notes.push(format!("ignoring ARM endpoint {endpoint}: {e}")),
+        }
+        plugin.egress = Arc::new(policy);
+        match azure::ArmAuthorizer::new(self.azure_tokens.clone(), &endpoint) {
+            Ok(authorizer) => {
+                plugin.authorizer = Some(Arc::new(authorizer));
+                notes.push(format!(
+                    "requests to the ARM endpoint {endpoint} carry a bearer token the host obtains ({}); the plugin holds no credential and no other host receives the token",
+                    self.azure.token_source()
+                ));
+            }
+            Err(e) => notes.push(format!("no ARM authorization: endpoint {endpoint}: {e}")),
+        }
         notes
     }
 }

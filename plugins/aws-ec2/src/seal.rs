@@ -4,26 +4,13 @@
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+use irhost_plugin_sdk::artifact_digest;
 use irhost_plugin_sdk::prelude::*;
-use sha2::{Digest, Sha256};
 
 use crate::aws::{
     now_rfc3339, tag, tag_value, Ec2, TAG_CASE, TAG_SEALED, TAG_SEALED_AT, TAG_SEAL_DIGEST,
 };
 use crate::snapshot::case_snapshots;
-
-/// sha256 over the sorted, de-duplicated provider ids, each followed by a newline.
-pub fn artifact_digest(artifacts: &[Artifact]) -> String {
-    let mut ids: Vec<&str> = artifacts.iter().map(|a| a.provider_id.as_str()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut hasher = Sha256::new();
-    for id in ids {
-        hasher.update(id.as_bytes());
-        hasher.update(b"\n");
-    }
-    hex::encode(hasher.finalize())
-}
 
 pub async fn seal(
     ec2: &Ec2,

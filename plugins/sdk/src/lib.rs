@@ -69,6 +69,7 @@ pub mod bindings {
 }
 
 mod types_ext;
+pub use types_ext::artifact_digest;
 
 pub use bindings::provider::irhost::plugin::types::{
     ActionInfo, Artifact, ArtifactKind, Direction, ExposedPort, InterfaceInventory,

@@ -88,3 +88,20 @@ impl Target {
             .map(|(_, v)| v.as_str())
     }
 }
+
+/// The digest a provider's `seal` records: sha256 over the sorted,
+/// de-duplicated provider ids of the case's artifacts, each followed by a
+/// newline, in lower-case hex. Every cloud plugin computes the same value
+/// for the same artifact list, so a seal can be checked across clouds.
+pub fn artifact_digest(artifacts: &[Artifact]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut ids: Vec<&str> = artifacts.iter().map(|a| a.provider_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut hasher = Sha256::new();
+    for id in ids {
+        hasher.update(id.as_bytes());
+        hasher.update(b"\n");
+    }
+    hex::encode(hasher.finalize())
+}
