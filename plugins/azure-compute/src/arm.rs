@@ -100,7 +100,8 @@ impl HttpClient for WasiTransport {
         let fetched = match fetch_async(method, &url, &header_refs, body).await {
             Ok(fetched) => fetched,
             Err(PluginError::Denied(message)) => {
-                TRANSPORT_NOTE.with(|n| *n.borrow_mut() = Some(TransportNote::Denied(message.clone())));
+                TRANSPORT_NOTE
+                    .with(|n| *n.borrow_mut() = Some(TransportNote::Denied(message.clone())));
                 return Err(AzureError::message(ErrorKind::Io, message));
             }
             Err(other) => {
@@ -116,16 +117,35 @@ impl HttpClient for WasiTransport {
             TRANSPORT_NOTE.with(|n| *n.borrow_mut() = Some(TransportNote::RetryAfter(after)));
         }
         let status = StatusCode::try_from(fetched.status).map_err(|e| {
-            AzureError::message(ErrorKind::DataConversion, format!("status {}: {e}", fetched.status))
+            AzureError::message(
+                ErrorKind::DataConversion,
+                format!("status {}: {e}", fetched.status),
+            )
         })?;
         let mut response_headers = Headers::new();
         for (name, value) in fetched.headers {
-            response_headers.insert(HeaderName::from(name.to_ascii_lowercase()), HeaderValue::from(value));
+            response_headers.insert(
+                HeaderName::from(name.to_ascii_lowercase()),
+                HeaderValue::from(value),
+            );
         }
         let body = bytes::Bytes::from(fetched.body);
         let stream = futures::stream::once(async move { Ok::<_, AzureError>(body) });
         Ok(Response::new(status, response_headers, Box::pin(stream)))
     }
+}
+
+/// Send an SDK request builder and read its typed body, mapping either
+/// failure to the plugin's error for `what`: `arm_call!(arm, what, builder)`.
+#[macro_export]
+macro_rules! arm_call {
+    ($arm:expr, $what:expr, $builder:expr) => {{
+        let what: &str = &$what;
+        match $builder.send().await {
+            Ok(response) => response.into_body().await.map_err(|e| $arm.error(what, e)),
+            Err(e) => Err($arm.error(what, e)),
+        }
+    }};
 }
 
 /// The ARM clients of one call, and where they point.
@@ -217,7 +237,11 @@ impl Arm {
                 })
             }
             _ => PluginError::Provider(ProviderFailure {
-                code: if code.is_empty() { status.to_string() } else { code },
+                code: if code.is_empty() {
+                    status.to_string()
+                } else {
+                    code
+                },
                 message,
             }),
         }
@@ -239,7 +263,11 @@ pub struct ResourceRef {
 impl ResourceRef {
     /// Parse `/subscriptions/S/resourceGroups/G/providers/NS/TYPE/NAME[/CHILDTYPE/CHILD]`.
     pub fn parse(id: &str) -> Result<Self, PluginError> {
-        let bad = || PluginError::InvalidInput(format!("`{id}` is not an ARM resource id (/subscriptions/…/resourceGroups/…/providers/…)"));
+        let bad = || {
+            PluginError::InvalidInput(format!(
+                "`{id}` is not an ARM resource id (/subscriptions/…/resourceGroups/…/providers/…)"
+            ))
+        };
         let parts: Vec<&str> = id.trim_start_matches('/').split('/').collect();
         if parts.len() < 8
             || !parts[0].eq_ignore_ascii_case("subscriptions")
@@ -318,7 +346,10 @@ pub fn tag<'a>(tags: &'a Option<serde_json::Value>, key: &str) -> Option<&'a str
 }
 
 /// `tags` with `entries` added (existing keys replaced).
-pub fn with_tags(tags: &Option<serde_json::Value>, entries: &[(&str, String)]) -> serde_json::Value {
+pub fn with_tags(
+    tags: &Option<serde_json::Value>,
+    entries: &[(&str, String)],
+) -> serde_json::Value {
     let mut map = tags
         .as_ref()
         .and_then(|t| t.as_object().cloned())
@@ -334,7 +365,13 @@ pub fn resource_name(parts: &[&str], max: usize) -> String {
     let joined = parts.join("-");
     let mut name: String = joined
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     name.truncate(max);
     name.trim_end_matches(['.', '-']).to_string()
@@ -358,7 +395,10 @@ pub fn poll_interval() -> Result<Duration, PluginError> {
 
 /// Parse a JSON body into an SDK model (request bodies are written as JSON
 /// so that only the fields irhost sets are sent).
-pub fn model<T: serde::de::DeserializeOwned>(what: &str, value: serde_json::Value) -> Result<T, PluginError> {
+pub fn model<T: serde::de::DeserializeOwned>(
+    what: &str,
+    value: serde_json::Value,
+) -> Result<T, PluginError> {
     serde_json::from_value(value).map_err(|e| PluginError::InvalidInput(format!("{what}: {e}")))
 }
 
@@ -401,10 +441,13 @@ pub async fn wait_operation(
         let fetched = fetch_async(Method::GET, &url, &[("authorization", auth.as_str())], None)
             .await
             .map_err(|e| match e {
-                PluginError::Denied(m) => PluginError::Denied(format!("{what}: polling {url}: {m}")),
+                PluginError::Denied(m) => {
+                    PluginError::Denied(format!("{what}: polling {url}: {m}"))
+                }
                 other => other,
             })?;
-        let body: serde_json::Value = serde_json::from_slice(&fetched.body).unwrap_or(serde_json::Value::Null);
+        let body: serde_json::Value =
+            serde_json::from_slice(&fetched.body).unwrap_or(serde_json::Value::Null);
         let failed = |detail: String| {
             PluginError::Provider(ProviderFailure {
                 code: "OperationFailed".into(),
@@ -413,22 +456,32 @@ pub async fn wait_operation(
         };
         match fetched.status {
             429 => {}
-            200..=299 if by_status => match body.get("status").and_then(|s| s.as_str()).unwrap_or("") {
-                "Succeeded" => return Ok(Operation::Succeeded),
-                "Failed" | "Canceled" | "Cancelled" => {
-                    let error = body.get("error").map(|e| e.to_string()).unwrap_or_default();
-                    return Err(failed(format!("{} {error}", body["status"])));
+            200..=299 if by_status => {
+                match body.get("status").and_then(|s| s.as_str()).unwrap_or("") {
+                    "Succeeded" => return Ok(Operation::Succeeded),
+                    "Failed" | "Canceled" | "Cancelled" => {
+                        let error = body.get("error").map(|e| e.to_string()).unwrap_or_default();
+                        return Err(failed(format!("{} {error}", body["status"])));
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
             202 => {}
             200..=299 => return Ok(Operation::Succeeded),
-            status => return Err(failed(format!("with HTTP {status} from {url}: {}", fetched.text()))),
+            status => {
+                return Err(failed(format!(
+                    "with HTTP {status} from {url}: {}",
+                    fetched.text()
+                )))
+            }
         }
         if started.elapsed().unwrap_or_default() > arm.operation_timeout {
             return Err(PluginError::Provider(ProviderFailure {
                 code: "OperationTimeout".into(),
-                message: format!("{what}: still running after {:?} ({url})", arm.operation_timeout),
+                message: format!(
+                    "{what}: still running after {:?} ({url})",
+                    arm.operation_timeout
+                ),
             }));
         }
         delay = fetched

@@ -58,9 +58,25 @@ pub async fn enumerate(arm: &Arm, target: &Target) -> Result<InterfaceInventory,
             .subnet_nsgs
             .iter()
             .filter_map(|id| nsgs.get(id).map(|n| ("subnet", n)))
-            .chain(view.nic_nsg.iter().filter_map(|id| nsgs.get(id).map(|n| ("nic", n))))
+            .chain(
+                view.nic_nsg
+                    .iter()
+                    .filter_map(|id| nsgs.get(id).map(|n| ("nic", n))),
+            )
             .collect();
-        let security_groups: Vec<SecurityGroup> = levels.iter().map(|(_, n)| security_group(n)).collect();
+        let security_groups: Vec<SecurityGroup> =
+            levels.iter().map(|(_, n)| security_group(n)).collect();
+        if levels.is_empty() {
+            // No NSG on the NIC nor on its subnet: Azure admits everything.
+            exposed.push(ExposedPort {
+                interface_id: nic_id.clone(),
+                protocol: "all".into(),
+                from_port: None,
+                to_port: None,
+                peer: "*".into(),
+                via: "no NSG on the NIC or its subnet".into(),
+            });
+        }
         for (i, (level, nsg)) in levels.iter().enumerate() {
             let others: Vec<&network::models::NetworkSecurityGroup> = levels
                 .iter()
@@ -74,7 +90,9 @@ pub async fn enumerate(arm: &Arm, target: &Target) -> Result<InterfaceInventory,
                 }
                 let probe = Probe::of(&rule);
                 let admitted = decide(nsg, &probe).is_some_and(|r| r.name == rule.name)
-                    && others.iter().all(|other| decide(other, &probe).is_some_and(|r| r.access == "Allow"));
+                    && others
+                        .iter()
+                        .all(|other| decide(other, &probe).is_some_and(|r| r.access == "Allow"));
                 if admitted {
                     for (from, to) in &rule.ports {
                         exposed.push(ExposedPort {
@@ -126,20 +144,24 @@ pub async fn enumerate(arm: &Arm, target: &Target) -> Result<InterfaceInventory,
         nsgs.len(),
         exposed.len()
     ));
-    Ok(InterfaceInventory { interfaces, exposed })
+    Ok(InterfaceInventory {
+        interfaces,
+        exposed,
+    })
 }
 
-pub async fn get_vm(arm: &Arm, vm: &ResourceRef) -> Result<crate::arm::compute::models::VirtualMachine, PluginError> {
+pub async fn get_vm(
+    arm: &Arm,
+    vm: &ResourceRef,
+) -> Result<crate::arm::compute::models::VirtualMachine, PluginError> {
     let what = format!("get VM {}", vm.name);
-    arm.compute
-        .virtual_machines_client()
-        .get(&vm.resource_group, &vm.name, &vm.subscription)
-        .send()
-        .await
-        .map_err(|e| arm.error(&what, e))?
-        .into_body()
-        .await
-        .map_err(|e| arm.error(&what, e))
+    crate::arm_call!(
+        arm,
+        what,
+        arm.compute
+            .virtual_machines_client()
+            .get(&vm.resource_group, &vm.name, &vm.subscription)
+    )
 }
 
 /// The ids of the VM's NICs, primary first.
@@ -152,7 +174,11 @@ pub fn nic_ids(vm: &crate::arm::compute::models::VirtualMachine) -> Vec<String> 
             n.network_interfaces
                 .iter()
                 .filter_map(|r| {
-                    let primary = r.properties.as_ref().and_then(|p| p.primary).unwrap_or(false);
+                    let primary = r
+                        .properties
+                        .as_ref()
+                        .and_then(|p| p.primary)
+                        .unwrap_or(false);
                     r.sub_resource.id.clone().map(|id| (!primary, id))
                 })
                 .collect()
@@ -162,32 +188,36 @@ pub fn nic_ids(vm: &crate::arm::compute::models::VirtualMachine) -> Vec<String> 
     refs.into_iter().map(|(_, id)| id).collect()
 }
 
-pub async fn get_nic(arm: &Arm, id: &str) -> Result<network::models::NetworkInterface, PluginError> {
+pub async fn get_nic(
+    arm: &Arm,
+    id: &str,
+) -> Result<network::models::NetworkInterface, PluginError> {
     let r = ResourceRef::parse(id)?;
     let what = format!("get network interface {}", r.name);
-    arm.network
-        .network_interfaces_client()
-        .get(&r.resource_group, &r.name, &r.subscription)
-        .send()
-        .await
-        .map_err(|e| arm.error(&what, e))?
-        .into_body()
-        .await
-        .map_err(|e| arm.error(&what, e))
+    crate::arm_call!(
+        arm,
+        what,
+        arm.network
+            .network_interfaces_client()
+            .get(&r.resource_group, &r.name, &r.subscription)
+    )
 }
 
-pub async fn get_nsg(arm: &Arm, id: &str) -> Result<network::models::NetworkSecurityGroup, PluginError> {
+pub async fn get_nsg(
+    arm: &Arm,
+    id: &str,
+) -> Result<network::models::NetworkSecurityGroup, PluginError> {
     let r = ResourceRef::parse(id)?;
     let what = format!("get network security group {}", r.name);
-    arm.network
-        .network_security_groups_client()
-        .get(&r.resource_group, &r.name, &r.subscription)
-        .send()
-        .await
-        .map_err(|e| arm.error(&what, e))?
-        .into_body()
-        .await
-        .map_err(|e| arm.error(&what, e))
+    crate::arm_call!(
+        arm,
+        what,
+        arm.network.network_security_groups_client().get(
+            &r.resource_group,
+            &r.name,
+            &r.subscription
+        )
+    )
 }
 
 async fn nic_view(arm: &Arm, id: &str) -> Result<NicView, PluginError> {
@@ -200,24 +230,28 @@ async fn nic_view(arm: &Arm, id: &str) -> Result<NicView, PluginError> {
     let mut subnets = Vec::new();
     let mut subnet_nsgs = Vec::new();
     let mut public_ips = Vec::new();
-    let configs = props.map(|p| p.ip_configurations.clone()).unwrap_or_default();
+    let configs = props
+        .map(|p| p.ip_configurations.clone())
+        .unwrap_or_default();
     for config in &configs {
-        let Some(cp) = config.properties.as_ref() else { continue };
+        let Some(cp) = config.properties.as_ref() else {
+            continue;
+        };
         if let Some(subnet_id) = cp.subnet.as_ref().and_then(|s| s.sub_resource.id.clone()) {
             if !subnets.contains(&subnet_id) {
                 let r = ResourceRef::parse(&subnet_id)?;
                 let (_, subnet_name) = r.child.clone().unwrap_or_default();
                 let what = format!("get subnet {subnet_name} of {}", r.name);
-                let subnet = arm
-                    .network
-                    .subnets_client()
-                    .get(&r.resource_group, &r.name, &subnet_name, &r.subscription)
-                    .send()
-                    .await
-                    .map_err(|e| arm.error(&what, e))?
-                    .into_body()
-                    .await
-                    .map_err(|e| arm.error(&what, e))?;
+                let subnet = crate::arm_call!(
+                    arm,
+                    what,
+                    arm.network.subnets_client().get(
+                        &r.resource_group,
+                        &r.name,
+                        &subnet_name,
+                        &r.subscription
+                    )
+                )?;
                 if let Some(nsg) = subnet
                     .properties
                     .as_ref()
@@ -239,16 +273,15 @@ async fn nic_view(arm: &Arm, id: &str) -> Result<NicView, PluginError> {
                     Some(pip_id) => {
                         let r = ResourceRef::parse(pip_id)?;
                         let what = format!("get public IP {}", r.name);
-                        let full = arm
-                            .network
-                            .public_ip_addresses_client()
-                            .get(&r.resource_group, &r.name, &r.subscription)
-                            .send()
-                            .await
-                            .map_err(|e| arm.error(&what, e))?
-                            .into_body()
-                            .await
-                            .map_err(|e| arm.error(&what, e))?;
+                        let full = crate::arm_call!(
+                            arm,
+                            what,
+                            arm.network.public_ip_addresses_client().get(
+                                &r.resource_group,
+                                &r.name,
+                                &r.subscription
+                            )
+                        )?;
                         full.properties.and_then(|p| p.ip_address)
                     }
                     None => None,
@@ -296,7 +329,9 @@ pub struct FlatRule {
 
 /// Every rule of an NSG, custom and default, by priority.
 pub fn rules_of(nsg: &network::models::NetworkSecurityGroup) -> Vec<FlatRule> {
-    let Some(p) = nsg.properties.as_ref() else { return Vec::new() };
+    let Some(p) = nsg.properties.as_ref() else {
+        return Vec::new();
+    };
     let mut rules: Vec<FlatRule> = p
         .security_rules
         .iter()
@@ -318,9 +353,16 @@ fn flat_rule(rule: &network::models::SecurityRule) -> Option<FlatRule> {
     if let Some(r) = &p.destination_port_range {
         ranges.push(r.clone());
     }
-    let ports = if ranges.is_empty() { vec![(None, None)] } else { ranges.iter().map(|r| port_range(r)).collect() };
+    let ports = if ranges.is_empty() {
+        vec![(None, None)]
+    } else {
+        ranges.iter().map(|r| port_range(r)).collect()
+    };
     let (prefix, prefixes) = if direction == "Outbound" {
-        (&p.destination_address_prefix, &p.destination_address_prefixes)
+        (
+            &p.destination_address_prefix,
+            &p.destination_address_prefixes,
+        )
     } else {
         (&p.source_address_prefix, &p.source_address_prefixes)
     };
@@ -335,7 +377,11 @@ fn flat_rule(rule: &network::models::SecurityRule) -> Option<FlatRule> {
         access: enum_text(&p.access),
         protocol: enum_text(&p.protocol),
         ports,
-        source: if peers.is_empty() { "*".into() } else { peers.join(",") },
+        source: if peers.is_empty() {
+            "*".into()
+        } else {
+            peers.join(",")
+        },
         description: p.description.clone(),
     })
 }
@@ -370,7 +416,11 @@ fn security_group(nsg: &network::models::NetworkSecurityGroup) -> SecurityGroup 
             .into_iter()
             .flat_map(|r| {
                 r.ports.clone().into_iter().map(move |(from, to)| Rule {
-                    direction: if r.direction == "Outbound" { Direction::Egress } else { Direction::Ingress },
+                    direction: if r.direction == "Outbound" {
+                        Direction::Egress
+                    } else {
+                        Direction::Ingress
+                    },
                     protocol: protocol_name(&r.protocol),
                     from_port: from,
                     to_port: to,
@@ -410,12 +460,16 @@ fn decide(nsg: &network::models::NetworkSecurityGroup, probe: &Probe) -> Option<
     rules_of(nsg).into_iter().find(|r| {
         r.direction == "Inbound"
             && (r.protocol == "*" || r.protocol.eq_ignore_ascii_case(&probe.protocol))
-            && r.ports.iter().any(|(from, to)| match (from, to, probe.port) {
-                (None, None, _) => true,
-                (Some(f), Some(t), Some(p)) => *f <= p && p <= *t,
-                _ => false,
-            })
+            && r.ports
+                .iter()
+                .any(|(from, to)| match (from, to, probe.port) {
+                    (None, None, _) => true,
+                    (Some(f), Some(t), Some(p)) => *f <= p && p <= *t,
+                    _ => false,
+                })
             && (ANY_SOURCE.contains(&r.source.to_ascii_lowercase().as_str())
-                || r.source.split(',').any(|s| s.eq_ignore_ascii_case(&probe.source)))
+                || r.source
+                    .split(',')
+                    .any(|s| s.eq_ignore_ascii_case(&probe.source)))
     })
 }

@@ -37,7 +37,13 @@ pub fn isolation_nsg_name(case: &str, location: &str) -> String {
 
 /// The rules the case NSG must have, as ARM JSON.
 fn desired_rules(examiner: Option<&str>, ports: &[u16]) -> Vec<serde_json::Value> {
-    let rule = |name: &str, direction: &str, access: &str, priority: i32, source: &str, port: &str, description: &str| {
+    let rule = |name: &str,
+                direction: &str,
+                access: &str,
+                priority: i32,
+                source: &str,
+                port: &str,
+                description: &str| {
         serde_json::json!({
             "name": name,
             "properties": {
@@ -67,34 +73,68 @@ fn desired_rules(examiner: Option<&str>, ports: &[u16]) -> Vec<serde_json::Value
             ));
         }
     }
-    rules.push(rule("irhost-deny-all-inbound", "Inbound", "Deny", DENY_PRIORITY, "*", "*", "irhost: isolation, deny all inbound"));
-    rules.push(rule("irhost-deny-all-outbound", "Outbound", "Deny", DENY_PRIORITY, "*", "*", "irhost: isolation, deny all outbound"));
+    rules.push(rule(
+        "irhost-deny-all-inbound",
+        "Inbound",
+        "Deny",
+        DENY_PRIORITY,
+        "*",
+        "*",
+        "irhost: isolation, deny all inbound",
+    ));
+    rules.push(rule(
+        "irhost-deny-all-outbound",
+        "Outbound",
+        "Deny",
+        DENY_PRIORITY,
+        "*",
+        "*",
+        "irhost: isolation, deny all outbound",
+    ));
     rules
 }
 
 /// Whether an NSG already is the case NSG as wanted: flushConnection on and
 /// exactly the desired custom rules.
-fn nsg_is_desired(nsg: &network::models::NetworkSecurityGroup, desired: &[serde_json::Value]) -> bool {
-    let Some(p) = nsg.properties.as_ref() else { return false };
+fn nsg_is_desired(
+    nsg: &network::models::NetworkSecurityGroup,
+    desired: &[serde_json::Value],
+) -> bool {
+    let Some(p) = nsg.properties.as_ref() else {
+        return false;
+    };
     if p.flush_connection != Some(true) || p.security_rules.len() != desired.len() {
         return false;
     }
     let mut have: Vec<(String, i32, String, String, String, String)> = rules_of(nsg)
         .into_iter()
         .filter(|r| r.priority < 65000)
-        .map(|r| (r.name, r.priority, r.direction, r.access, r.source, format!("{:?}", r.ports)))
+        .map(|r| {
+            (
+                r.name,
+                r.priority,
+                r.direction,
+                r.access,
+                r.source,
+                format!("{:?}", r.ports),
+            )
+        })
         .collect();
     let mut want: Vec<(String, i32, String, String, String, String)> = desired
         .iter()
         .map(|d| {
             let p = &d["properties"];
-            let port = crate::inventory::port_range(p["destinationPortRange"].as_str().unwrap_or("*"));
+            let port =
+                crate::inventory::port_range(p["destinationPortRange"].as_str().unwrap_or("*"));
             (
                 d["name"].as_str().unwrap_or_default().to_string(),
                 p["priority"].as_i64().unwrap_or_default() as i32,
                 p["direction"].as_str().unwrap_or_default().to_string(),
                 p["access"].as_str().unwrap_or_default().to_string(),
-                p["sourceAddressPrefix"].as_str().unwrap_or_default().to_string(),
+                p["sourceAddressPrefix"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 format!("{:?}", vec![port]),
             )
         })
@@ -125,10 +165,14 @@ async fn ensure_isolation_nsg(
                 )));
             }
             if nsg_is_desired(&existing, desired) {
-                log::info(&format!("isolation NSG {name} already in place; reusing it"));
+                log::info(&format!(
+                    "isolation NSG {name} already in place; reusing it"
+                ));
                 return Ok((existing, false));
             }
-            log::warn(&format!("isolation NSG {name} differs from what the case needs; updating it"));
+            log::warn(&format!(
+                "isolation NSG {name} differs from what the case needs; updating it"
+            ));
         }
         Err(PluginError::NotFound(_)) => {}
         Err(e) => return Err(e),
@@ -204,7 +248,13 @@ pub async fn isolate(arm: &Arm, target: &Target) -> Result<IsolationRecord, Plug
     let mut changes = vec![IsolationChange {
         resource_id: nsg_id.clone(),
         description: if created {
-            format!("created deny-all NSG (flushConnection on){}", examiner.as_ref().map(|c| format!(", examiner {c} on {ports:?}")).unwrap_or_default())
+            format!(
+                "created deny-all NSG (flushConnection on){}",
+                examiner
+                    .as_ref()
+                    .map(|c| format!(", examiner {c} on {ports:?}"))
+                    .unwrap_or_default()
+            )
         } else {
             "deny-all NSG already in place".into()
         },
@@ -220,17 +270,31 @@ pub async fn isolate(arm: &Arm, target: &Target) -> Result<IsolationRecord, Plug
     for (i, nic_id) in nics.iter().enumerate() {
         let nic = get_nic(arm, nic_id).await?;
         let current = nsg_of(&nic);
-        let on_case_nsg = current.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(&nsg_id));
+        let on_case_nsg = current
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(&nsg_id));
         let previous = if on_case_nsg {
-            tag(&nic.resource.tags, TAG_PREVIOUS_NSG).unwrap_or(NO_NSG).to_string()
+            tag(&nic.resource.tags, TAG_PREVIOUS_NSG)
+                .unwrap_or(NO_NSG)
+                .to_string()
         } else {
             current.clone().unwrap_or_else(|| NO_NSG.to_string())
         };
         if !on_case_nsg {
-            let tags = with_tags(&nic.resource.tags, &[(TAG_PREVIOUS_NSG, previous.clone()), (TAG_CASE, case.clone())]);
+            let tags = with_tags(
+                &nic.resource.tags,
+                &[
+                    (TAG_PREVIOUS_NSG, previous.clone()),
+                    (TAG_CASE, case.clone()),
+                ],
+            );
             set_nic_nsg(arm, nic, Some(&nsg_id), tags).await?;
         }
-        irhost_plugin_sdk::progress(i as u64 + 1, nics.len() as u64, &format!("isolated {}", ResourceRef::name_of(nic_id)));
+        irhost_plugin_sdk::progress(
+            i as u64 + 1,
+            nics.len() as u64,
+            &format!("isolated {}", ResourceRef::name_of(nic_id)),
+        );
         changes.push(IsolationChange {
             resource_id: nic_id.clone(),
             description: if on_case_nsg {
@@ -248,20 +312,35 @@ pub async fn isolate(arm: &Arm, target: &Target) -> Result<IsolationRecord, Plug
         let nic = get_nic(arm, nic_id).await?;
         match nsg_of(&nic) {
             Some(n) if n.eq_ignore_ascii_case(&nsg_id) => {}
-            other => problems.push(format!("{} has NSG {other:?}", ResourceRef::name_of(nic_id))),
+            other => problems.push(format!(
+                "{} has NSG {other:?}",
+                ResourceRef::name_of(nic_id)
+            )),
         }
     }
     let reread = get_nsg(arm, &nsg_id).await?;
     if !nsg_is_desired(&reread, &desired) {
-        problems.push(format!("{} does not hold only the isolation rules with flushConnection on", ResourceRef::name_of(&nsg_id)));
+        problems.push(format!(
+            "{} does not hold only the isolation rules with flushConnection on",
+            ResourceRef::name_of(&nsg_id)
+        ));
     }
     if !problems.is_empty() {
         return Err(PluginError::Provider(ProviderFailure {
             code: "IsolationNotVerified".into(),
-            message: format!("{}: isolation not verified: {}", vm_ref.name, problems.join("; ")),
+            message: format!(
+                "{}: isolation not verified: {}",
+                vm_ref.name,
+                problems.join("; ")
+            ),
         }));
     }
-    log::info(&format!("{}: {} NIC(s) on {} (verified)", vm_ref.name, nics.len(), ResourceRef::name_of(&nsg_id)));
+    log::info(&format!(
+        "{}: {} NIC(s) on {} (verified)",
+        vm_ref.name,
+        nics.len(),
+        ResourceRef::name_of(&nsg_id)
+    ));
     Ok(IsolationRecord {
         target_id: target.id.clone(),
         changes,
@@ -271,7 +350,10 @@ pub async fn isolate(arm: &Arm, target: &Target) -> Result<IsolationRecord, Plug
 
 /// The NSG a NIC had before isolation, from an isolation record.
 fn recorded_previous(record: Option<&IsolationRecord>, nic_id: &str) -> Option<String> {
-    let change = record?.changes.iter().find(|c| c.resource_id.eq_ignore_ascii_case(nic_id))?;
+    let change = record?
+        .changes
+        .iter()
+        .find(|c| c.resource_id.eq_ignore_ascii_case(nic_id))?;
     let previous: serde_json::Value = serde_json::from_str(&change.previous).ok()?;
     let nsg = previous.get("network_security_group")?;
     Some(nsg.as_str().unwrap_or(NO_NSG).to_string())
@@ -291,12 +373,23 @@ pub async fn release(
         let previous = recorded_previous(record.as_ref(), nic_id)
             .or_else(|| tag(&nic.resource.tags, TAG_PREVIOUS_NSG).map(str::to_string));
         let Some(previous) = previous else {
-            log::info(&format!("{}: no isolation recorded (no record, no {TAG_PREVIOUS_NSG} tag); left as it is", ResourceRef::name_of(nic_id)));
+            log::info(&format!(
+                "{}: no isolation recorded (no record, no {TAG_PREVIOUS_NSG} tag); left as it is",
+                ResourceRef::name_of(nic_id)
+            ));
             continue;
         };
         let current = nsg_of(&nic);
-        let restore = if previous == NO_NSG { None } else { Some(previous.clone()) };
-        let mut tags = nic.resource.tags.clone().unwrap_or_else(|| serde_json::json!({}));
+        let restore = if previous == NO_NSG {
+            None
+        } else {
+            Some(previous.clone())
+        };
+        let mut tags = nic
+            .resource
+            .tags
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
         if let Some(map) = tags.as_object_mut() {
             map.remove(TAG_PREVIOUS_NSG);
             map.remove(TAG_CASE);
@@ -311,7 +404,10 @@ pub async fn release(
         if !restored {
             return Err(PluginError::Provider(ProviderFailure {
                 code: "ReleaseNotVerified".into(),
-                message: format!("{}: NSG is {after:?} after restoring {restore:?}", ResourceRef::name_of(nic_id)),
+                message: format!(
+                    "{}: NSG is {after:?} after restoring {restore:?}",
+                    ResourceRef::name_of(nic_id)
+                ),
             }));
         }
         changes.push(IsolationChange {
@@ -320,7 +416,11 @@ pub async fn release(
             previous: serde_json::json!({ "network_security_group": current }).to_string(),
         });
     }
-    log::info(&format!("{}: restored {} NIC(s)", vm_ref.name, changes.len()));
+    log::info(&format!(
+        "{}: restored {} NIC(s)",
+        vm_ref.name,
+        changes.len()
+    ));
     Ok(IsolationRecord {
         target_id: target.id.clone(),
         verified: true,

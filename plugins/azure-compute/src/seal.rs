@@ -7,8 +7,8 @@ use irhost_plugin_sdk::artifact_digest;
 use irhost_plugin_sdk::prelude::*;
 
 use crate::arm::{
-    compute, locks, model, now_rfc3339, vm_id, vm_of, wait_operation, with_tags, Arm, ResourceRef,
-    tag, TAG_CASE, TAG_SEALED, TAG_SEALED_AT, TAG_SEAL_DIGEST,
+    compute, locks, model, now_rfc3339, tag, vm_id, vm_of, wait_operation, with_tags, Arm,
+    ResourceRef, TAG_CASE, TAG_SEALED, TAG_SEALED_AT, TAG_SEAL_DIGEST,
 };
 use crate::snapshot::case_snapshots;
 
@@ -17,14 +17,21 @@ pub fn lock_name(case: &str) -> String {
     crate::arm::resource_name(&["irhost-sealed", case], 90)
 }
 
-pub async fn seal(arm: &Arm, target: &Target, artifacts: &[Artifact]) -> Result<SealRecord, PluginError> {
+pub async fn seal(
+    arm: &Arm,
+    target: &Target,
+    artifacts: &[Artifact],
+) -> Result<SealRecord, PluginError> {
     let case = irhost_plugin_sdk::case_id();
     let vm_ref = vm_of(target)?;
     let source_vm = vm_id(&vm_ref);
     let digest = artifact_digest(artifacts);
     let snapshots = case_snapshots(arm, &vm_ref, &case, &source_vm).await?;
     if snapshots.is_empty() {
-        log::warn(&format!("no snapshot of {} is tagged with case {case}; nothing to seal", vm_ref.name));
+        log::warn(&format!(
+            "no snapshot of {} is tagged with case {case}; nothing to seal",
+            vm_ref.name
+        ));
     }
     let mut sealed_at: Option<String> = None;
     let now = now_rfc3339();
@@ -51,7 +58,8 @@ pub async fn seal(arm: &Arm, target: &Target, artifacts: &[Artifact]) -> Result<
                     (TAG_CASE, case.clone()),
                 ],
             );
-            let update: compute::models::SnapshotUpdate = model("snapshot tags", serde_json::json!({ "tags": tags }))?;
+            let update: compute::models::SnapshotUpdate =
+                model("snapshot tags", serde_json::json!({ "tags": tags }))?;
             let what = format!("tag snapshot {name} as sealed");
             let response = arm
                 .compute
@@ -65,7 +73,11 @@ pub async fn seal(arm: &Arm, target: &Target, artifacts: &[Artifact]) -> Result<
         }
         ensure_lock(arm, &id, &case, &digest).await?;
     }
-    let time = if tagged == 0 { sealed_at.unwrap_or(now) } else { now };
+    let time = if tagged == 0 {
+        sealed_at.unwrap_or(now)
+    } else {
+        now
+    };
     log::info(&format!(
         "{}: sealed {} snapshot(s) ({} newly tagged), each under a CanNotDelete lock, digest {digest}",
         vm_ref.name,
@@ -73,7 +85,10 @@ pub async fn seal(arm: &Arm, target: &Target, artifacts: &[Artifact]) -> Result<
         tagged
     ));
     Ok(SealRecord {
-        sealed: snapshots.iter().filter_map(|s| s.resource.id.clone()).collect(),
+        sealed: snapshots
+            .iter()
+            .filter_map(|s| s.resource.id.clone())
+            .collect(),
         digest,
         time,
         details: vec![
@@ -86,14 +101,27 @@ pub async fn seal(arm: &Arm, target: &Target, artifacts: &[Artifact]) -> Result<
 
 /// A CanNotDelete lock named for the case on `resource_id`, unless one with
 /// that name and a delete-blocking level is already there.
-async fn ensure_lock(arm: &Arm, resource_id: &str, case: &str, digest: &str) -> Result<(), PluginError> {
+async fn ensure_lock(
+    arm: &Arm,
+    resource_id: &str,
+    case: &str,
+    digest: &str,
+) -> Result<(), PluginError> {
     let scope = resource_id.trim_start_matches('/');
     let name = lock_name(case);
     let what = format!("read lock {name} on {}", ResourceRef::name_of(resource_id));
-    let existing = arm.locks.management_locks_client().get_by_scope(scope, &name).send().await;
+    let existing = arm
+        .locks
+        .management_locks_client()
+        .get_by_scope(scope, &name)
+        .send()
+        .await;
     match existing {
         Ok(response) => {
-            let lock = response.into_body().await.map_err(|e| arm.error(&what, e))?;
+            let lock = response
+                .into_body()
+                .await
+                .map_err(|e| arm.error(&what, e))?;
             use locks::models::management_lock_properties::Level;
             if matches!(lock.properties.level, Level::CanNotDelete | Level::ReadOnly) {
                 return Ok(());

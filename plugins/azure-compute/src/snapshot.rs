@@ -10,8 +10,8 @@
 use irhost_plugin_sdk::prelude::*;
 
 use crate::arm::{
-    compute, model, now_rfc3339, param_or, resource_name, tag, vm_id, vm_of,
-    wait_operation, Arm, ResourceRef, TAG_CASE, TAG_DISK, TAG_ROLE, TAG_SOURCE_VM, TAG_TIME,
+    compute, model, now_rfc3339, param_or, resource_name, tag, vm_id, vm_of, wait_operation, Arm,
+    ResourceRef, TAG_CASE, TAG_DISK, TAG_ROLE, TAG_SOURCE_VM, TAG_TIME,
 };
 
 /// A disk of the VM: its managed disk id (if managed) and where it sits.
@@ -24,21 +24,31 @@ pub struct VmDisk {
 }
 
 pub fn disks(vm: &compute::models::VirtualMachine) -> Vec<VmDisk> {
-    let Some(storage) = vm.properties.as_ref().and_then(|p| p.storage_profile.as_ref()) else {
+    let Some(storage) = vm
+        .properties
+        .as_ref()
+        .and_then(|p| p.storage_profile.as_ref())
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
     if let Some(os) = &storage.os_disk {
         out.push(VmDisk {
             name: os.name.clone().unwrap_or_else(|| "os-disk".into()),
-            managed_id: os.managed_disk.as_ref().and_then(|m| m.sub_resource.id.clone()),
+            managed_id: os
+                .managed_disk
+                .as_ref()
+                .and_then(|m| m.sub_resource.id.clone()),
             slot: "os".into(),
         });
     }
     for d in &storage.data_disks {
         out.push(VmDisk {
             name: d.name.clone().unwrap_or_else(|| format!("lun-{}", d.lun)),
-            managed_id: d.managed_disk.as_ref().and_then(|m| m.sub_resource.id.clone()),
+            managed_id: d
+                .managed_disk
+                .as_ref()
+                .and_then(|m| m.sub_resource.id.clone()),
             slot: format!("lun-{}", d.lun),
         });
     }
@@ -70,12 +80,13 @@ pub async fn snapshot(arm: &Arm, target: &Target) -> Result<Vec<Artifact>, Plugi
             .into_raw_response(),
     )
     .await?;
-    let vm: compute::models::VirtualMachine = serde_json::from_slice(&model_bytes).map_err(|e| {
-        PluginError::Provider(ProviderFailure {
-            code: "BadResponse".into(),
-            message: format!("{what}: {e}"),
-        })
-    })?;
+    let vm: compute::models::VirtualMachine =
+        serde_json::from_slice(&model_bytes).map_err(|e| {
+            PluginError::Provider(ProviderFailure {
+                code: "BadResponse".into(),
+                message: format!("{what}: {e}"),
+            })
+        })?;
     let what = format!("get instance view of {}", vm_ref.name);
     let view_bytes = raw_body(
         arm,
@@ -91,12 +102,20 @@ pub async fn snapshot(arm: &Arm, target: &Target) -> Result<Vec<Artifact>, Plugi
     .await?;
 
     let mut artifacts = vec![
-        Artifact::with_content(ArtifactKind::ConfigDump, &format!("{source_vm}#model"), model_bytes)
-            .meta("what", "virtual machine model (GET virtualMachines)")
-            .meta("vm", &source_vm),
-        Artifact::with_content(ArtifactKind::ConfigDump, &format!("{source_vm}#instanceView"), view_bytes)
-            .meta("what", "instance view (GET virtualMachines/instanceView)")
-            .meta("vm", &source_vm),
+        Artifact::with_content(
+            ArtifactKind::ConfigDump,
+            &format!("{source_vm}#model"),
+            model_bytes,
+        )
+        .meta("what", "virtual machine model (GET virtualMachines)")
+        .meta("vm", &source_vm),
+        Artifact::with_content(
+            ArtifactKind::ConfigDump,
+            &format!("{source_vm}#instanceView"),
+            view_bytes,
+        )
+        .meta("what", "instance view (GET virtualMachines/instanceView)")
+        .meta("vm", &source_vm),
     ];
 
     let all = disks(&vm);
@@ -128,7 +147,17 @@ pub async fn snapshot(arm: &Arm, target: &Target) -> Result<Vec<Artifact>, Plugi
     for (i, disk) in managed.iter().enumerate() {
         let disk_id = disk.managed_id.clone().unwrap_or_default();
         let name = snapshot_name(&case, &ResourceRef::name_of(&disk_id));
-        let snap = ensure_snapshot(arm, &vm_ref, &vm, &case, &source_vm, disk, &name, incremental).await?;
+        let snap = ensure_snapshot(
+            arm,
+            &vm_ref,
+            &vm,
+            &case,
+            &source_vm,
+            disk,
+            &name,
+            incremental,
+        )
+        .await?;
         irhost_plugin_sdk::progress(i as u64 + 1, total, &format!("snapshot {name}"));
         let props = snap.properties.as_ref();
         let mut artifact = Artifact::reference(
@@ -139,7 +168,13 @@ pub async fn snapshot(arm: &Arm, target: &Target) -> Result<Vec<Artifact>, Plugi
         .meta("disk", &disk_id)
         .meta("slot", &disk.slot)
         .meta("vm", &source_vm)
-        .meta("incremental", &props.and_then(|p| p.incremental).unwrap_or(false).to_string());
+        .meta(
+            "incremental",
+            &props
+                .and_then(|p| p.incremental)
+                .unwrap_or(false)
+                .to_string(),
+        );
         if let Some(size) = props.and_then(|p| p.disk_size_gb) {
             artifact.size = Some(size as u64 * (1 << 30));
         }
@@ -170,7 +205,10 @@ async fn ensure_snapshot(
     let disk_id = disk.managed_id.clone().unwrap_or_default();
     match get_snapshot(arm, sub, rg, name).await {
         Ok(existing) if tag(&existing.resource.tags, TAG_CASE) == Some(case) => {
-            let state = existing.properties.as_ref().and_then(|p| p.provisioning_state.clone());
+            let state = existing
+                .properties
+                .as_ref()
+                .and_then(|p| p.provisioning_state.clone());
             if state.as_deref() == Some("Succeeded") {
                 log::info(&format!("{name} already taken for case {case}; reusing it"));
                 return Ok(existing);
@@ -209,7 +247,11 @@ async fn ensure_snapshot(
         .map_err(|e| arm.error(&what, e))?;
     wait_operation(arm, &what, response.as_raw_response().headers()).await?;
     let snap = get_snapshot(arm, sub, rg, name).await?;
-    match snap.properties.as_ref().and_then(|p| p.provisioning_state.as_deref()) {
+    match snap
+        .properties
+        .as_ref()
+        .and_then(|p| p.provisioning_state.as_deref())
+    {
         Some("Succeeded") => Ok(snap),
         other => Err(PluginError::Provider(ProviderFailure {
             code: "SnapshotNotReady".into(),
@@ -225,15 +267,7 @@ pub async fn get_snapshot(
     name: &str,
 ) -> Result<compute::models::Snapshot, PluginError> {
     let what = format!("get snapshot {name}");
-    arm.compute
-        .snapshots_client()
-        .get(sub, rg, name)
-        .send()
-        .await
-        .map_err(|e| arm.error(&what, e))?
-        .into_body()
-        .await
-        .map_err(|e| arm.error(&what, e))
+    crate::arm_call!(arm, what, arm.compute.snapshots_client().get(sub, rg, name))
 }
 
 /// Every snapshot in the VM's resource group tagged with `case` and taken
@@ -256,7 +290,8 @@ pub async fn case_snapshots(
         let page = page.map_err(|e| arm.error(&what, e))?;
         for s in page.value {
             let ours = tag(&s.resource.tags, TAG_CASE) == Some(case)
-                && tag(&s.resource.tags, TAG_SOURCE_VM).is_some_and(|v| v.eq_ignore_ascii_case(source_vm));
+                && tag(&s.resource.tags, TAG_SOURCE_VM)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(source_vm));
             if ours {
                 out.push(s);
             }
@@ -266,7 +301,11 @@ pub async fn case_snapshots(
     Ok(out)
 }
 
-async fn raw_body(arm: &Arm, what: &str, response: azure_core::Response) -> Result<Vec<u8>, PluginError> {
+async fn raw_body(
+    arm: &Arm,
+    what: &str,
+    response: azure_core::Response,
+) -> Result<Vec<u8>, PluginError> {
     response
         .into_body()
         .collect()
