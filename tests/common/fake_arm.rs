@@ -29,14 +29,32 @@ use serde_json::{json, Value};
 /// The api-versions ARM accepts per resource type (lower-cased): the
 /// examples' and the ones irhost's SDK packages send.
 const API_VERSIONS: &[(&str, &[&str])] = &[
-    ("microsoft.compute/virtualmachines", &["2024-07-01", "2025-04-01"]),
+    (
+        "microsoft.compute/virtualmachines",
+        &["2024-07-01", "2025-04-01"],
+    ),
     ("microsoft.compute/disks", &["2024-03-02", "2025-01-02"]),
     ("microsoft.compute/snapshots", &["2024-03-02", "2025-01-02"]),
-    ("microsoft.compute/locations", &["2024-03-02", "2024-07-01", "2025-01-02", "2025-04-01"]),
-    ("microsoft.network/networkinterfaces", &["2024-03-01", "2024-07-01"]),
-    ("microsoft.network/networksecuritygroups", &["2024-03-01", "2024-07-01"]),
-    ("microsoft.network/virtualnetworks", &["2024-03-01", "2024-07-01"]),
-    ("microsoft.network/publicipaddresses", &["2024-03-01", "2024-07-01"]),
+    (
+        "microsoft.compute/locations",
+        &["2024-03-02", "2024-07-01", "2025-01-02", "2025-04-01"],
+    ),
+    (
+        "microsoft.network/networkinterfaces",
+        &["2024-03-01", "2024-07-01"],
+    ),
+    (
+        "microsoft.network/networksecuritygroups",
+        &["2024-03-01", "2024-07-01"],
+    ),
+    (
+        "microsoft.network/virtualnetworks",
+        &["2024-03-01", "2024-07-01"],
+    ),
+    (
+        "microsoft.network/publicipaddresses",
+        &["2024-03-01", "2024-07-01"],
+    ),
     ("microsoft.network/locations", &["2024-03-01", "2024-07-01"]),
     ("microsoft.authorization/locks", &["2020-05-01"]),
 ];
@@ -92,7 +110,9 @@ struct Examples {
 }
 
 fn example(rel: &str, status: &str) -> Value {
-    let path = super::repo_root().join("tests/data/azure-rest-examples").join(rel);
+    let path = super::repo_root()
+        .join("tests/data/azure-rest-examples")
+        .join(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["responses"][status].clone()
@@ -101,14 +121,19 @@ fn example(rel: &str, status: &str) -> Value {
 fn examples() -> Examples {
     Examples {
         vm: example("compute/VirtualMachine_Get.json", "200")["body"].clone(),
-        instance_view: example("compute/VirtualMachine_Get_InstanceView.json", "200")["body"].clone(),
+        instance_view: example("compute/VirtualMachine_Get_InstanceView.json", "200")["body"]
+            .clone(),
         disk: example("compute/Disk_Get.json", "200")["body"].clone(),
         nic: example("network/NetworkInterfaceGet.json", "200")["body"].clone(),
         nsg_get: example("network/NetworkSecurityGroupGet.json", "200")["body"].clone(),
         nsg_create: example("network/NetworkSecurityGroupCreate.json", "201")["body"].clone(),
         subnet: example("network/SubnetGet.json", "200")["body"].clone(),
         public_ip: example("network/PublicIpAddressGet.json", "200")["body"].clone(),
-        lock: example("resources/ManagementLocks_CreateOrUpdateAtResourceLevel.json", "201")["body"].clone(),
+        lock: example(
+            "resources/ManagementLocks_CreateOrUpdateAtResourceLevel.json",
+            "201",
+        )["body"]
+            .clone(),
         power_off: example("compute/VirtualMachine_PowerOff_MinimumSet_Gen.json", "202"),
     }
 }
@@ -177,7 +202,10 @@ impl FakeArm {
         let port = listener.local_addr().unwrap().port();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let app = axum::Router::new().fallback(handle).with_state(app_state);
@@ -235,7 +263,10 @@ impl FakeArm {
     }
 
     pub fn locks_on(&self, resource_id: &str) -> Vec<Value> {
-        let prefix = format!("{}/providers/microsoft.authorization/locks/", resource_id.to_ascii_lowercase());
+        let prefix = format!(
+            "{}/providers/microsoft.authorization/locks/",
+            resource_id.to_ascii_lowercase()
+        );
         self.with_state(|s| {
             s.locks
                 .iter()
@@ -259,8 +290,16 @@ impl FakeArm {
     pub fn seed_nsg(&self, rg: &str, name: &str, location: &str) -> String {
         let ex = examples();
         let mut nsg = ex.nsg_get.clone();
-        rewrite(&mut nsg, "/subscriptions/subid/resourceGroups/rg1", &rg_id(rg));
-        rewrite(&mut nsg, "networkSecurityGroups/testnsg", &format!("networkSecurityGroups/{name}"));
+        rewrite(
+            &mut nsg,
+            "/subscriptions/subid/resourceGroups/rg1",
+            &rg_id(rg),
+        );
+        rewrite(
+            &mut nsg,
+            "networkSecurityGroups/testnsg",
+            &format!("networkSecurityGroups/{name}"),
+        );
         nsg["name"] = json!(name);
         nsg["location"] = json!(location);
         let id = nsg["id"].as_str().unwrap().to_string();
@@ -276,7 +315,9 @@ impl FakeArm {
 
         // Disks from Disk_Get, managed by the VM.
         let os_name = format!("{}-osdisk", spec.name);
-        let data_names: Vec<String> = (0..spec.data_disks).map(|i| format!("{}-data{i}", spec.name)).collect();
+        let data_names: Vec<String> = (0..spec.data_disks)
+            .map(|i| format!("{}-data{i}", spec.name))
+            .collect();
         for name in std::iter::once(&os_name).chain(data_names.iter()) {
             let mut disk = ex.disk.clone();
             disk["id"] = json!(disk_id(name));
@@ -299,8 +340,16 @@ impl FakeArm {
             }
             let nic_id = id_of(rg, "Microsoft.Network/networkInterfaces", &nic_spec.name);
             let mut nic = ex.nic.clone();
-            rewrite(&mut nic, "/subscriptions/subid/resourceGroups/rg1", &rg_id(rg));
-            rewrite(&mut nic, "networkInterfaces/test-nic", &format!("networkInterfaces/{}", nic_spec.name));
+            rewrite(
+                &mut nic,
+                "/subscriptions/subid/resourceGroups/rg1",
+                &rg_id(rg),
+            );
+            rewrite(
+                &mut nic,
+                "networkInterfaces/test-nic",
+                &format!("networkInterfaces/{}", nic_spec.name),
+            );
             nic["name"] = json!(nic_spec.name);
             nic["location"] = json!(spec.location);
             let props = nic["properties"].as_object_mut().unwrap();
@@ -321,7 +370,10 @@ impl FakeArm {
                     config["properties"]["publicIPAddress"] = json!({ "id": pip_id });
                 }
                 None => {
-                    config["properties"].as_object_mut().unwrap().remove("publicIPAddress");
+                    config["properties"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("publicIPAddress");
                 }
             }
             props.insert("ipConfigurations".into(), json!([config]));
@@ -394,26 +446,53 @@ struct AppState {
 }
 
 fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, body: Value, headers: &[(&str, String)]) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     for (name, value) in headers {
-        response
-            .headers_mut()
-            .insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     response
 }
 
-async fn handle(State(app): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(app): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
-    let api_version = uri
-        .query()
-        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "api-version").map(|(_, v)| v.into_owned()));
-    let base = format!("http://{}", headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"));
-    let response = route(&app, &method, &path, api_version.as_deref(), &headers, &body, &base);
+    let api_version = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "api-version")
+            .map(|(_, v)| v.into_owned())
+    });
+    let base = format!(
+        "http://{}",
+        headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1")
+    );
+    let response = route(
+        &app,
+        &method,
+        &path,
+        api_version.as_deref(),
+        &headers,
+        &body,
+        &base,
+    );
     app.state.lock().unwrap().requests.push(Logged {
         method: method.to_string(),
         path: path.clone(),
@@ -435,13 +514,18 @@ fn route(
     let lower = path.to_ascii_lowercase();
     // The token endpoint (client-credentials flow).
     if lower.ends_with("/oauth2/v2.0/token") && method == Method::POST {
-        let form: BTreeMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+        let form: BTreeMap<String, String> =
+            url::form_urlencoded::parse(body).into_owned().collect();
         let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
             && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
             && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
             && lower.starts_with(&format!("/{}/", TENANT.to_ascii_lowercase()));
         if !ok {
-            return json_response(StatusCode::UNAUTHORIZED, json!({ "error": "invalid_client" }), &[]);
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "invalid_client" }),
+                &[],
+            );
         }
         app.state.lock().unwrap().tokens_issued += 1;
         return json_response(
@@ -451,7 +535,10 @@ fn route(
         );
     }
 
-    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if bearer != format!("Bearer {}", app.token) {
         let message = if bearer.is_empty() {
             "Authentication failed. The 'Authorization' header is missing.".to_string()
@@ -466,7 +553,11 @@ fn route(
     let lower_segments: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let kind = resource_type(&lower_segments);
     let Some(version) = api_version else {
-        return arm_error(StatusCode::BAD_REQUEST, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.");
+        return arm_error(
+            StatusCode::BAD_REQUEST,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        );
     };
     if let Some(kind) = &kind {
         if let Some((_, versions)) = API_VERSIONS.iter().find(|(k, _)| k == kind) {
@@ -474,7 +565,10 @@ fn route(
                 return arm_error(
                     StatusCode::BAD_REQUEST,
                     "InvalidApiVersionParameter",
-                    &format!("The api-version '{version}' is invalid. The supported versions are '{}'.", versions.join(",")),
+                    &format!(
+                        "The api-version '{version}' is invalid. The supported versions are '{}'.",
+                        versions.join(",")
+                    ),
                 );
             }
         }
@@ -483,9 +577,17 @@ fn route(
     // Injected throttling.
     {
         let mut state = app.state.lock().unwrap();
-        if let Some(entry) = state.throttle.iter_mut().find(|(p, n)| *n > 0 && lower.contains(p.as_str())) {
+        if let Some(entry) = state
+            .throttle
+            .iter_mut()
+            .find(|(p, n)| *n > 0 && lower.contains(p.as_str()))
+        {
             entry.1 -= 1;
-            let mut r = arm_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "The request is being throttled.");
+            let mut r = arm_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The request is being throttled.",
+            );
             r.headers_mut().insert("retry-after", "1".parse().unwrap());
             return r;
         }
@@ -504,12 +606,20 @@ fn route(
         let by_status = lower_segments[6] == "operations";
         let id = lower_segments[7].clone();
         let Some(op) = state.operations.get_mut(&id) else {
-            return arm_error(StatusCode::NOT_FOUND, "OperationNotFound", "The operation was not found.");
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                "The operation was not found.",
+            );
         };
         if op.polls_left > 0 {
             op.polls_left -= 1;
             return if by_status {
-                json_response(StatusCode::OK, json!({ "name": id, "status": "InProgress" }), &[])
+                json_response(
+                    StatusCode::OK,
+                    json!({ "name": id, "status": "InProgress" }),
+                    &[],
+                )
             } else {
                 StatusCode::ACCEPTED.into_response()
             };
@@ -519,9 +629,17 @@ fn route(
             r["properties"]["provisioningState"] = json!("Succeeded");
         }
         return if by_status {
-            json_response(StatusCode::OK, json!({ "name": id, "status": "Succeeded" }), &[])
+            json_response(
+                StatusCode::OK,
+                json!({ "name": id, "status": "Succeeded" }),
+                &[],
+            )
         } else {
-            let body = state.resources.get(&resource).cloned().unwrap_or(Value::Null);
+            let body = state
+                .resources
+                .get(&resource)
+                .cloned()
+                .unwrap_or(Value::Null);
             json_response(StatusCode::OK, body, &[])
         };
     }
@@ -536,33 +654,70 @@ fn route(
                 return arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "");
             }
             let prefix = format!("{scope}/providers/microsoft.authorization/locks/");
-            let value: Vec<Value> = state.locks.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect();
+            let value: Vec<Value> = state
+                .locks
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, v)| v.clone())
+                .collect();
             return json_response(StatusCode::OK, json!({ "value": value }), &[]);
         }
         if !state.resources.contains_key(&scope) {
-            return arm_error(StatusCode::NOT_FOUND, "ResourceNotFound", &format!("The resource '{scope}' was not found."));
+            return arm_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFound",
+                &format!("The resource '{scope}' was not found."),
+            );
         }
-        let key = format!("{scope}/providers/microsoft.authorization/locks/{}", name.to_ascii_lowercase());
+        let key = format!(
+            "{scope}/providers/microsoft.authorization/locks/{}",
+            name.to_ascii_lowercase()
+        );
         return match *method {
             Method::PUT => {
                 let request: Value = match serde_json::from_slice(body) {
                     Ok(v) => v,
-                    Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidRequestContent", &e.to_string()),
+                    Err(e) => {
+                        return arm_error(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidRequestContent",
+                            &e.to_string(),
+                        )
+                    }
                 };
                 let level = request["properties"]["level"].as_str().unwrap_or("");
                 if !["CanNotDelete", "ReadOnly"].contains(&level) {
-                    return arm_error(StatusCode::BAD_REQUEST, "LockLevelInvalid", "The lock level must be CanNotDelete or ReadOnly.");
+                    return arm_error(
+                        StatusCode::BAD_REQUEST,
+                        "LockLevelInvalid",
+                        "The lock level must be CanNotDelete or ReadOnly.",
+                    );
                 }
                 let mut lock = ex.lock.clone();
-                lock["id"] = json!(format!("{}/providers/Microsoft.Authorization/locks/{name}", &path[..i]));
+                lock["id"] = json!(format!(
+                    "{}/providers/Microsoft.Authorization/locks/{name}",
+                    &path[..i]
+                ));
                 lock["name"] = json!(name);
                 lock["properties"] = request["properties"].clone();
                 let existed = state.locks.insert(key, lock.clone()).is_some();
-                json_response(if existed { StatusCode::OK } else { StatusCode::CREATED }, lock, &[])
+                json_response(
+                    if existed {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::CREATED
+                    },
+                    lock,
+                    &[],
+                )
             }
             Method::GET => match state.locks.get(&key) {
                 Some(l) => json_response(StatusCode::OK, l.clone(), &[]),
-                None => arm_error(StatusCode::NOT_FOUND, "LockNotFound", "The lock was not found."),
+                None => arm_error(
+                    StatusCode::NOT_FOUND,
+                    "LockNotFound",
+                    "The lock was not found.",
+                ),
             },
             Method::DELETE => {
                 state.locks.remove(&key);
@@ -573,36 +728,82 @@ fn route(
     }
 
     // Resource-group scoped resources.
-    if lower_segments.len() < 6 || lower_segments[0] != "subscriptions" || lower_segments[2] != "resourcegroups" || lower_segments[4] != "providers" {
-        return arm_error(StatusCode::NOT_FOUND, "NotFound", &format!("No route for {path}"));
+    if lower_segments.len() < 6
+        || lower_segments[0] != "subscriptions"
+        || lower_segments[2] != "resourcegroups"
+        || lower_segments[4] != "providers"
+    {
+        return arm_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("No route for {path}"),
+        );
     }
     let rg = segments[3];
-    let namespace_type = format!("{}/{}", lower_segments[5], lower_segments.get(6).cloned().unwrap_or_default());
+    let namespace_type = format!(
+        "{}/{}",
+        lower_segments[5],
+        lower_segments.get(6).cloned().unwrap_or_default()
+    );
     let name = segments.get(7).copied();
     let action = lower_segments.get(8).cloned();
-    let id_lower = if lower_segments.len() >= 8 { format!("/{}", lower_segments[..8].join("/")) } else { String::new() };
+    let id_lower = if lower_segments.len() >= 8 {
+        format!("/{}", lower_segments[..8].join("/"))
+    } else {
+        String::new()
+    };
     let exact_lower = lower.trim_end_matches('/').to_string();
     let location_of = |state: &ArmState, id: &str| {
-        state.resources.get(id).and_then(|r| r["location"].as_str().map(str::to_string)).unwrap_or_else(|| "westus".into())
+        state
+            .resources
+            .get(id)
+            .and_then(|r| r["location"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "westus".into())
     };
-    let new_op = |state: &mut ArmState, resource: &str, ns: &str, location: &str, version: &str| -> Vec<(&'static str, String)> {
+    let new_op = |state: &mut ArmState,
+                  resource: &str,
+                  ns: &str,
+                  location: &str,
+                  version: &str|
+     -> Vec<(&'static str, String)> {
         state.next_op += 1;
         let op_id = format!("op-{:06}", state.next_op);
         let polls = state.op_polls;
-        state.operations.insert(op_id.clone(), Operation { resource: resource.to_string(), polls_left: polls });
+        state.operations.insert(
+            op_id.clone(),
+            Operation {
+                resource: resource.to_string(),
+                polls_left: polls,
+            },
+        );
         let loc = location.to_ascii_lowercase().replace(' ', "");
-        let op_url = |kind: &str| format!("{base}/subscriptions/{SUBSCRIPTION}/providers/{ns}/locations/{loc}/{kind}/{op_id}?api-version={version}");
-        vec![("azure-asyncoperation", op_url("operations")), ("location", op_url("operationResults"))]
+        let op_url = |kind: &str| {
+            format!("{base}/subscriptions/{SUBSCRIPTION}/providers/{ns}/locations/{loc}/{kind}/{op_id}?api-version={version}")
+        };
+        vec![
+            ("azure-asyncoperation", op_url("operations")),
+            ("location", op_url("operationResults")),
+        ]
     };
 
     match (namespace_type.as_str(), name, action.as_deref()) {
         // Snapshots in a resource group.
         ("microsoft.compute/snapshots", None, None) if *method == Method::GET => {
-            let prefix = format!("/subscriptions/{}/resourcegroups/{}/providers/microsoft.compute/snapshots/", lower_segments[1], lower_segments[3]);
-            let value: Vec<Value> = state.resources.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect();
+            let prefix = format!(
+                "/subscriptions/{}/resourcegroups/{}/providers/microsoft.compute/snapshots/",
+                lower_segments[1], lower_segments[3]
+            );
+            let value: Vec<Value> = state
+                .resources
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(_, v)| v.clone())
+                .collect();
             json_response(StatusCode::OK, json!({ "value": value }), &[])
         }
-        ("microsoft.compute/virtualmachines", Some(_), Some("instanceview")) if *method == Method::GET => {
+        ("microsoft.compute/virtualmachines", Some(_), Some("instanceview"))
+            if *method == Method::GET =>
+        {
             if !state.resources.contains_key(&id_lower) {
                 return not_found(&namespace_type, name.unwrap_or(""), rg);
             }
@@ -611,10 +812,17 @@ fn route(
         ("microsoft.compute/virtualmachines", Some(_), Some(verb)) if *method == Method::POST => {
             // Power actions: never expected from irhost; served as the example does, and logged.
             let _ = verb;
-            json_response(StatusCode::ACCEPTED, ex.power_off.get("body").cloned().unwrap_or(Value::Null), &[])
+            json_response(
+                StatusCode::ACCEPTED,
+                ex.power_off.get("body").cloned().unwrap_or(Value::Null),
+                &[],
+            )
         }
         ("microsoft.compute/snapshots", Some(snap_name), None) => {
-            let id = format!("{}/providers/Microsoft.Compute/snapshots/{snap_name}", &path[..path.to_ascii_lowercase().find("/providers/").unwrap()]);
+            let id = format!(
+                "{}/providers/Microsoft.Compute/snapshots/{snap_name}",
+                &path[..path.to_ascii_lowercase().find("/providers/").unwrap()]
+            );
             match *method {
                 Method::GET => match state.resources.get(&id_lower) {
                     Some(r) => json_response(StatusCode::OK, r.clone(), &[]),
@@ -623,12 +831,29 @@ fn route(
                 Method::PUT => {
                     let request: Value = match serde_json::from_slice(body) {
                         Ok(v) => v,
-                        Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidRequestContent", &e.to_string()),
+                        Err(e) => {
+                            return arm_error(
+                                StatusCode::BAD_REQUEST,
+                                "InvalidRequestContent",
+                                &e.to_string(),
+                            )
+                        }
                     };
-                    let source = request["properties"]["creationData"]["sourceResourceId"].as_str().unwrap_or("").to_ascii_lowercase();
-                    let source = if source.starts_with('/') { source } else { format!("/{source}") };
+                    let source = request["properties"]["creationData"]["sourceResourceId"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let source = if source.starts_with('/') {
+                        source
+                    } else {
+                        format!("/{source}")
+                    };
                     let Some(disk) = state.resources.get(&source).cloned() else {
-                        return arm_error(StatusCode::NOT_FOUND, "NotFound", &format!("Resource {source} not found."));
+                        return arm_error(
+                            StatusCode::NOT_FOUND,
+                            "NotFound",
+                            &format!("Resource {source} not found."),
+                        );
                     };
                     let location = request["location"].as_str().unwrap_or("").to_string();
                     let mut snap = json!({
@@ -642,23 +867,50 @@ fn route(
                     });
                     let props = snap["properties"].as_object_mut().unwrap();
                     props.insert("provisioningState".into(), json!("Updating"));
-                    props.insert("diskSizeGB".into(), disk["properties"]["diskSizeGB"].clone());
+                    props.insert(
+                        "diskSizeGB".into(),
+                        disk["properties"]["diskSizeGB"].clone(),
+                    );
                     props.insert("timeCreated".into(), json!(chrono::Utc::now().to_rfc3339()));
-                    props.insert("uniqueId".into(), json!(format!("{:032x}", state.next_op + 1)));
+                    props.insert(
+                        "uniqueId".into(),
+                        json!(format!("{:032x}", state.next_op + 1)),
+                    );
                     props.insert("diskState".into(), json!("Unattached"));
                     if let Some(os) = disk["properties"]["osType"].as_str() {
-                        if disk["managedBy"].as_str().is_some_and(|vm| state.resources.get(&vm.to_ascii_lowercase()).is_some_and(|v| v["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"].as_str().is_some_and(|d| d.eq_ignore_ascii_case(&source)))) {
+                        if disk["managedBy"].as_str().is_some_and(|vm| {
+                            state
+                                .resources
+                                .get(&vm.to_ascii_lowercase())
+                                .is_some_and(|v| {
+                                    v["properties"]["storageProfile"]["osDisk"]["managedDisk"]["id"]
+                                        .as_str()
+                                        .is_some_and(|d| d.eq_ignore_ascii_case(&source))
+                                })
+                        }) {
                             props.insert("osType".into(), json!(os));
                         }
                     }
                     state.resources.insert(id_lower.clone(), snap.clone());
-                    let headers = new_op(&mut state, &id_lower, "Microsoft.Compute", &location, version);
+                    let headers = new_op(
+                        &mut state,
+                        &id_lower,
+                        "Microsoft.Compute",
+                        &location,
+                        version,
+                    );
                     json_response(StatusCode::ACCEPTED, snap, &headers)
                 }
                 Method::PATCH => {
                     let request: Value = match serde_json::from_slice(body) {
                         Ok(v) => v,
-                        Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidRequestContent", &e.to_string()),
+                        Err(e) => {
+                            return arm_error(
+                                StatusCode::BAD_REQUEST,
+                                "InvalidRequestContent",
+                                &e.to_string(),
+                            )
+                        }
                     };
                     let Some(snap) = state.resources.get_mut(&id_lower) else {
                         return not_found("Microsoft.Compute/snapshots", snap_name, rg);
@@ -674,14 +926,26 @@ fn route(
                     snap["properties"]["provisioningState"] = json!("Updating");
                     let body = snap.clone();
                     let location = location_of(&state, &id_lower);
-                    let headers = new_op(&mut state, &id_lower, "Microsoft.Compute", &location, version);
+                    let headers = new_op(
+                        &mut state,
+                        &id_lower,
+                        "Microsoft.Compute",
+                        &location,
+                        version,
+                    );
                     json_response(StatusCode::ACCEPTED, body, &headers)
                 }
                 Method::DELETE => {
                     let locked: Vec<String> = state
                         .locks
                         .iter()
-                        .filter(|(k, _)| k.starts_with(&format!("{id_lower}/providers/")) || k.starts_with(&format!("{}/providers/microsoft.authorization/", rg_lower(&lower_segments))))
+                        .filter(|(k, _)| {
+                            k.starts_with(&format!("{id_lower}/providers/"))
+                                || k.starts_with(&format!(
+                                    "{}/providers/microsoft.authorization/",
+                                    rg_lower(&lower_segments)
+                                ))
+                        })
                         .map(|(_, v)| v["id"].as_str().unwrap_or("").to_string())
                         .collect();
                     if !locked.is_empty() {
@@ -699,12 +963,23 @@ fn route(
                 _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", ""),
             }
         }
-        ("microsoft.network/networksecuritygroups", Some(nsg_name), None) if *method == Method::PUT => {
+        ("microsoft.network/networksecuritygroups", Some(nsg_name), None)
+            if *method == Method::PUT =>
+        {
             let request: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
-                Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidRequestContent", &e.to_string()),
+                Err(e) => {
+                    return arm_error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestContent",
+                        &e.to_string(),
+                    )
+                }
             };
-            let id = format!("{}/providers/Microsoft.Network/networkSecurityGroups/{nsg_name}", &path[..lower.find("/providers/").unwrap()]);
+            let id = format!(
+                "{}/providers/Microsoft.Network/networkSecurityGroups/{nsg_name}",
+                &path[..lower.find("/providers/").unwrap()]
+            );
             let mut nsg = ex.nsg_create.clone();
             rewrite(&mut nsg, "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/testnsg", &id);
             nsg["name"] = json!(nsg_name);
@@ -713,7 +988,11 @@ fn route(
                 nsg["tags"] = tags.clone();
             }
             let mut rules = Vec::new();
-            for rule in request["properties"]["securityRules"].as_array().cloned().unwrap_or_default() {
+            for rule in request["properties"]["securityRules"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 let rule_name = rule["name"].as_str().unwrap_or("").to_string();
                 let mut r = rule.clone();
                 r["id"] = json!(format!("{id}/securityRules/{rule_name}"));
@@ -721,17 +1000,42 @@ fn route(
                 rules.push(r);
             }
             nsg["properties"]["securityRules"] = json!(rules);
-            nsg["properties"]["flushConnection"] = json!(request["properties"]["flushConnection"].as_bool().unwrap_or(false));
+            nsg["properties"]["flushConnection"] = json!(request["properties"]["flushConnection"]
+                .as_bool()
+                .unwrap_or(false));
             nsg["properties"]["provisioningState"] = json!("Updating");
-            let existed = state.resources.insert(id_lower.clone(), nsg.clone()).is_some();
+            let existed = state
+                .resources
+                .insert(id_lower.clone(), nsg.clone())
+                .is_some();
             let location = nsg["location"].as_str().unwrap_or("westus").to_string();
-            let headers = new_op(&mut state, &id_lower, "Microsoft.Network", &location, version);
-            json_response(if existed { StatusCode::OK } else { StatusCode::CREATED }, nsg, &headers)
+            let headers = new_op(
+                &mut state,
+                &id_lower,
+                "Microsoft.Network",
+                &location,
+                version,
+            );
+            json_response(
+                if existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                },
+                nsg,
+                &headers,
+            )
         }
         ("microsoft.network/networkinterfaces", Some(nic_name), None) if *method == Method::PUT => {
             let request: Value = match serde_json::from_slice(body) {
                 Ok(v) => v,
-                Err(e) => return arm_error(StatusCode::BAD_REQUEST, "InvalidRequestContent", &e.to_string()),
+                Err(e) => {
+                    return arm_error(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestContent",
+                        &e.to_string(),
+                    )
+                }
             };
             let Some(existing) = state.resources.get(&id_lower).cloned() else {
                 return not_found("Microsoft.Network/networkInterfaces", nic_name, rg);
@@ -740,41 +1044,75 @@ fn route(
             if let Some(tags) = request.get("tags") {
                 nic["tags"] = tags.clone();
             }
-            match request["properties"].get("networkSecurityGroup").and_then(|n| n["id"].as_str()) {
+            match request["properties"]
+                .get("networkSecurityGroup")
+                .and_then(|n| n["id"].as_str())
+            {
                 Some(nsg_id) => {
                     if !state.resources.contains_key(&nsg_id.to_ascii_lowercase()) {
-                        return arm_error(StatusCode::BAD_REQUEST, "InvalidResourceReference", &format!("Resource {nsg_id} referenced by resource {} was not found.", existing["id"].as_str().unwrap_or("")));
+                        return arm_error(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidResourceReference",
+                            &format!(
+                                "Resource {nsg_id} referenced by resource {} was not found.",
+                                existing["id"].as_str().unwrap_or("")
+                            ),
+                        );
                     }
                     nic["properties"]["networkSecurityGroup"] = json!({ "id": nsg_id });
                 }
                 None => {
-                    nic["properties"].as_object_mut().unwrap().remove("networkSecurityGroup");
+                    nic["properties"]
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("networkSecurityGroup");
                 }
             }
             if let Some(configs) = request["properties"].get("ipConfigurations") {
                 if configs.as_array().is_none_or(|c| c.is_empty()) {
-                    return arm_error(StatusCode::BAD_REQUEST, "NetworkInterfaceMustHaveAtLeastOneIpConfiguration", "A network interface must have at least one IP configuration.");
+                    return arm_error(
+                        StatusCode::BAD_REQUEST,
+                        "NetworkInterfaceMustHaveAtLeastOneIpConfiguration",
+                        "A network interface must have at least one IP configuration.",
+                    );
                 }
             }
             nic["properties"]["provisioningState"] = json!("Updating");
             state.resources.insert(id_lower.clone(), nic.clone());
             let location = nic["location"].as_str().unwrap_or("westus").to_string();
-            let headers = new_op(&mut state, &id_lower, "Microsoft.Network", &location, version);
+            let headers = new_op(
+                &mut state,
+                &id_lower,
+                "Microsoft.Network",
+                &location,
+                version,
+            );
             json_response(StatusCode::OK, nic, &headers)
         }
         (_, Some(_), _) if *method == Method::GET => {
-            let key = if action.is_some() { exact_lower.clone() } else { id_lower.clone() };
+            let key = if action.is_some() {
+                exact_lower.clone()
+            } else {
+                id_lower.clone()
+            };
             match state.resources.get(&key) {
                 Some(r) => json_response(StatusCode::OK, r.clone(), &[]),
                 None => not_found(&namespace_type, name.unwrap_or(""), rg),
             }
         }
-        _ => arm_error(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &format!("{method} {path} is not served by the fake ARM")),
+        _ => arm_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("{method} {path} is not served by the fake ARM"),
+        ),
     }
 }
 
 fn rg_lower(segments: &[String]) -> String {
-    format!("/subscriptions/{}/resourcegroups/{}", segments[1], segments[3])
+    format!(
+        "/subscriptions/{}/resourcegroups/{}",
+        segments[1], segments[3]
+    )
 }
 
 fn not_found(kind: &str, name: &str, rg: &str) -> Response {

@@ -45,7 +45,10 @@ impl std::fmt::Debug for AzureEnvironment {
             .field("authority", &self.authority)
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<set>"),
+            )
             .field("access_token", &self.access_token.as_ref().map(|_| "<set>"))
             .finish()
     }
@@ -163,7 +166,10 @@ impl ArmTokenSource {
             .map_err(|never| match never {})
             .boxed_unsync();
         let request = http::Request::post(&url)
-            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
             .body(body)
             .map_err(|e| format!("token request to {url}: {e}"))?;
         let started = Instant::now();
@@ -307,8 +313,14 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug() {
-        let e = env(&[("AZURE_CLIENT_SECRET", "s3cret"), ("AZURE_ACCESS_TOKEN", "tok")]);
+        let e = env(&[
+            ("AZURE_CLIENT_SECRET", "s3cret"),
+            ("AZURE_ACCESS_TOKEN", "tok"),
+        ]);
         let text = format!("{e:?}");
-        assert!(!text.contains("s3cret") && !text.contains("tok\""), "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("tok\""),
+            "{text}"
+        );
     }
 }

@@ -135,7 +135,10 @@ impl CloudEnv {
             (Some(url), None) => url.clone(),
             (None, Some(env)) => {
                 if let Some(config) = plugin.config.as_object_mut() {
-                    config.insert("endpoint_url".into(), serde_json::Value::String(env.clone()));
+                    config.insert(
+                        "endpoint_url".into(),
+                        serde_json::Value::String(env.clone()),
+                    );
                 }
                 notes.push(format!(
                     "endpoint override from AZURE_RESOURCE_MANAGER_URL: {env} passed to the plugin"
@@ -146,7 +149,9 @@ impl CloudEnv {
         };
         match endpoint_pattern(&endpoint) {
             Ok(pattern) => {
-                notes.push(format!("the ARM endpoint {pattern} is added to the allowed hosts"));
+                notes.push(format!(
+                    "the ARM endpoint {pattern} is added to the allowed hosts"
+                ));
                 policy.allow(pattern);
             }
             Err(e) => notes.push(format!("ignoring ARM endpoint {endpoint}: {e}")),
