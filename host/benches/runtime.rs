@@ -3,7 +3,8 @@
 //!
 //! - host overhead per plugin call: instantiate + call + drop a fresh
 //!   instance, no I/O, pooling allocator (median and p99);
-//! - cold compile vs cached load of a plugin (test-provider, aws-ec2);
+//! - cold compile vs cached load of a plugin (test-provider, aws-ec2,
+//!   azure-compute);
 //! - 1,000 targets through a 3-step playbook of the test provider at
 //!   concurrency 64: wall time and peak RSS (measured in a child process,
 //!   so earlier scenarios do not inflate it).
@@ -106,7 +107,7 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
 }
 
 fn load_times(rt: &tokio::runtime::Runtime) {
-    for name in ["test-provider", "aws-ec2"] {
+    for name in ["test-provider", "aws-ec2", "azure-compute"] {
         if !plugin(name).exists() {
             continue;
         }
