@@ -18,7 +18,9 @@
 //! - `retention_days` or `retain_until` (RFC 3339), one of them required;
 //! - `region` (default us-east-1), `endpoint_url` (the host passes
 //!   AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 here), `force_path_style`
-//!   (default: true with an `endpoint_url`);
+//!   (default true: the host's default egress for `aws-s3` is the regional
+//!   endpoints `s3.<region>.amazonaws.com`; set it to false together with an
+//!   `allow_hosts` entry for the bucket's virtual host);
 //! - `max_attempts` (SDK attempts per request, default 1: the engine owns
 //!   retries), `retry_after_ms` (what a throttling answer asks the engine
 //!   to wait, default 2000).

@@ -113,7 +113,10 @@ impl Settings {
             prefix,
             retain_until,
             region,
-            force_path_style: p.force_path_style.unwrap_or(endpoint_url.is_some()),
+            // Path style by default: the host's default egress for `aws-s3`
+            // allows the regional endpoints (s3.<region>.amazonaws.com), not
+            // per-bucket virtual hosts.
+            force_path_style: p.force_path_style.unwrap_or(true),
             endpoint_url,
             max_attempts: p.max_attempts.unwrap_or(1).max(1),
             retry_after_ms: p.retry_after_ms.unwrap_or(2000),
