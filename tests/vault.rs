@@ -212,7 +212,10 @@ fn the_sealed_case_is_locked_in_the_vault_and_still_verifies() {
         .iter()
         .filter(|a| a["stored"] == true)
         .collect();
-    assert!(stored.len() >= 2, "the snapshot stored artifacts: {manifest}");
+    assert!(
+        stored.len() >= 2,
+        "the snapshot stored artifacts: {manifest}"
+    );
     for a in &stored {
         let sha = a["sha256"].as_str().unwrap();
         let local = std::fs::read(case_dir.join(a["location"].as_str().unwrap())).unwrap();
@@ -234,7 +237,9 @@ fn the_sealed_case_is_locked_in_the_vault_and_still_verifies() {
     let journal_receipts = receipts(&records, "IR-V1");
     assert_eq!(journal_receipts.len(), expected.len());
     for (key, sha) in &expected {
-        let versions = objects[key].as_array().unwrap_or_else(|| panic!("{key} missing"));
+        let versions = objects[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} missing"));
         assert_eq!(versions.len(), 1, "{key}");
         let v = &versions[0];
         assert_eq!(v["sha256"], sha.as_str(), "{key}: the bytes in S3");
@@ -266,7 +271,10 @@ fn the_sealed_case_is_locked_in_the_vault_and_still_verifies() {
     // The final seal covers the receipts, and the case verifies with the key.
     let latest: Value =
         serde_json::from_slice(&std::fs::read(case_dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(latest["journal"]["records"].as_u64().unwrap() as usize, records.len());
+    assert_eq!(
+        latest["journal"]["records"].as_u64().unwrap() as usize,
+        records.len()
+    );
     let sealed_receipts = latest["artifacts"]
         .as_array()
         .unwrap()
@@ -280,7 +288,12 @@ fn the_sealed_case_is_locked_in_the_vault_and_still_verifies() {
         "--key",
         public.to_str().unwrap(),
     ]);
-    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
     let show = ws.irhost(&["case", "show", case_dir.to_str().unwrap()]);
     assert!(show.status.success(), "{}", stderr(&show));
     assert!(stdout(&show).contains("case:IR-V1"), "{}", stdout(&show));
@@ -334,7 +347,12 @@ fn the_sealed_case_is_locked_in_the_vault_and_still_verifies() {
         "--key",
         public.to_str().unwrap(),
     ]);
-    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
 }
 
 #[test]
@@ -376,14 +394,22 @@ fn a_missing_bucket_fails_the_run_and_the_case_still_verifies() {
     let case_dir = ws.cases().join("IR-V2");
     let latest: Value =
         serde_json::from_slice(&std::fs::read(case_dir.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(latest["journal"]["records"].as_u64().unwrap() as usize, records.len());
+    assert_eq!(
+        latest["journal"]["records"].as_u64().unwrap() as usize,
+        records.len()
+    );
     let verify = ws.irhost(&[
         "verify",
         case_dir.to_str().unwrap(),
         "--key",
         public.to_str().unwrap(),
     ]);
-    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
 }
 
 #[test]
@@ -400,7 +426,13 @@ fn a_case_too_big_for_the_plugin_memory_fails_before_the_call() {
         "--case",
         "IR-V3",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let records = ws.journal("IR-V3");
     let error = step_error(&records, "case:IR-V3", "vault");
     assert!(
@@ -413,7 +445,12 @@ fn a_case_too_big_for_the_plugin_memory_fails_before_the_call() {
         "the plugin was not called"
     );
     let verify = ws.irhost(&["verify", ws.cases().join("IR-V3").to_str().unwrap()]);
-    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
 }
 
 /// The line (1-based) of the first occurrence of `needle` in `text`.
@@ -451,8 +488,7 @@ fn sealed_phase_mistakes_are_diagnosed_with_file_line_and_field() {
     let err = stderr(&out);
     let line = line_of(&text, "after = [\"vault\"]");
     assert!(
-        err.contains(&format!("reverse.toml:{line}:"))
-            && err.contains("`steps.interfaces.after`"),
+        err.contains(&format!("reverse.toml:{line}:")) && err.contains("`steps.interfaces.after`"),
         "{err}"
     );
 

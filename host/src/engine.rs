@@ -395,7 +395,9 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
             states[i] = StepState::Running;
             let ctx = ctx.clone();
             let target = target.clone();
-            running.push(async move { (i, run_step(&ctx, &ctx.plan.steps[i], &target, inputs).await) });
+            running.push(
+                async move { (i, run_step(&ctx, &ctx.plan.steps[i], &target, inputs).await) },
+            );
         }
         match running.next().await {
             Some((i, outcome)) => states[i] = StepState::Done(outcome),

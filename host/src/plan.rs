@@ -144,7 +144,10 @@ impl PlaybookPlan {
                 })
                 .collect();
             let preservation_applies = spec.phase == crate::playbook::StepPhase::Target;
-            if mutating && preserved_by.is_empty() && !spec.allow_unpreserved && preservation_applies
+            if mutating
+                && preserved_by.is_empty()
+                && !spec.allow_unpreserved
+                && preservation_applies
             {
                 problems.push(src.diagnostic(
                     spec.action_span.clone(),

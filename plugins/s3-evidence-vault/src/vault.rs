@@ -53,12 +53,13 @@ fn invalid(message: impl Into<String>) -> PluginError {
 
 impl Settings {
     pub fn from_params(target: &Target, params: serde_json::Value) -> Result<Self, PluginError> {
-        let p: Params = serde_json::from_value(params)
-            .map_err(|e| invalid(format!("step parameters: {e}")))?;
-        let bucket = p
-            .bucket
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| invalid("parameter `bucket` is required (an S3 bucket created with Object Lock enabled)"))?;
+        let p: Params =
+            serde_json::from_value(params).map_err(|e| invalid(format!("step parameters: {e}")))?;
+        let bucket = p.bucket.filter(|b| !b.is_empty()).ok_or_else(|| {
+            invalid(
+                "parameter `bucket` is required (an S3 bucket created with Object Lock enabled)",
+            )
+        })?;
         let case = irhost_plugin_sdk::case_id();
         let case = if case.is_empty() {
             target.id.clone()
