@@ -531,3 +531,61 @@ fn sealed_phase_mistakes_are_diagnosed_with_file_line_and_field() {
     assert!(plan.contains("once, after the case is sealed"), "{plan}");
     assert!(plan.contains("vault.store"), "{plan}");
 }
+
+#[test]
+fn the_shipped_playbook_isolates_an_ec2_instance_then_vaults_the_case() {
+    let moto = Moto::start();
+    let seeded = moto.seed("multi-eni");
+    let iid = seeded["instance"].as_str().unwrap();
+    moto.s3(&["create-bucket", "ir-evidence-vault"]);
+    let ws = Workspace::new();
+    let pb = repo_root().join("playbooks/aws-instance-compromise-vault.toml");
+    let target = format!("aws:{iid}");
+    let out = moto.irhost(
+        &ws,
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            &target,
+            "--case",
+            "IR-AWS",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let records = ws.journal("IR-AWS");
+    for step in ["snapshot", "isolate", "seal"] {
+        match finished(&records, &target, step) {
+            RunEvent::StepFinished { status, .. } => assert_eq!(*status, Status::Succeeded),
+            _ => unreachable!(),
+        }
+    }
+    let values = step_values(&records, "case:IR-AWS", "vault");
+    let objects = moto.s3(&["objects", "ir-evidence-vault", "cases/IR-AWS/"]);
+    let objects = objects.as_object().unwrap();
+    assert_eq!(values["objects"].as_u64().unwrap() as usize, objects.len());
+    // The config dump and console log the snapshot stored, the manifest
+    // (unsigned: no .sig) and the journal, each locked.
+    let vaulted = &seals(&records)[0];
+    assert!(objects.contains_key(&format!("cases/IR-AWS/{vaulted}")));
+    assert!(!objects.contains_key(&format!(
+        "cases/IR-AWS/{}",
+        vaulted.replace(".json", ".sig")
+    )));
+    let artifacts = objects.keys().filter(|k| k.contains("/artifacts/")).count();
+    assert!(artifacts >= 2, "{:?}", objects.keys().collect::<Vec<_>>());
+    for (key, versions) in objects {
+        assert_eq!(versions[0]["lock_mode"], "COMPLIANCE", "{key}");
+        assert_eq!(
+            versions[0]["checksum_sha256"],
+            b64(versions[0]["sha256"].as_str().unwrap())
+        );
+    }
+    let verify = ws.irhost(&["verify", ws.cases().join("IR-AWS").to_str().unwrap()]);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+}

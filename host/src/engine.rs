@@ -3,7 +3,9 @@
 //! retries with exponential backoff and jitter that honour a throttled
 //! plugin's retry-after, the preservation rule at run time, and every event
 //! recorded in the case journal. A failure on one target never stops the
-//! others.
+//! others. At the end the case is sealed; a playbook's sealed-phase steps
+//! then run once on the sealed case ([`crate::sealed_phase`]) and the case
+//! is sealed again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

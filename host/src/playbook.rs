@@ -793,6 +793,24 @@ retries = 2
     }
 
     #[test]
+    fn sealed_steps_depend_only_on_sealed_steps() {
+        let sealed = format!("{GOOD}\n[[steps]]\nid = \"vault\"\nplugin = \"test\"\naction = \"store\"\nphase = \"sealed\"\n");
+        let pb = parse(&sealed).unwrap();
+        assert_eq!(pb.step("vault").unwrap().phase, StepPhase::Sealed);
+        assert_eq!(pb.step("snap").unwrap().phase, StepPhase::Target);
+        let d = first(&sealed.replace(
+            "phase = \"sealed\"",
+            "phase = \"sealed\"\nafter = [\"iso\"]",
+        ));
+        assert_eq!((d.line, d.field.as_str()), (28, "steps.vault.after"));
+        assert!(d.message.contains("per-target step"), "{d}");
+        let d = first(&sealed.replace("after = [\"snap\"]", "after = [\"vault\"]"));
+        assert_eq!((d.line, d.field.as_str()), (19, "steps.iso.after"));
+        let d = first(&sealed.replace("\"sealed\"", "\"soon\""));
+        assert_eq!((d.line, d.field.as_str()), (27, "steps.vault.phase"));
+    }
+
+    #[test]
     fn duplicate_ids_and_bad_values_are_all_reported() {
         let text = GOOD
             .replace("id = \"iso\"", "id = \"snap\"")
