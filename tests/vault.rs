@@ -589,3 +589,56 @@ fn the_shipped_playbook_isolates_an_ec2_instance_then_vaults_the_case() {
         stderr(&verify)
     );
 }
+
+#[test]
+fn s3_slowdown_is_throttling_retried_by_the_engine_and_the_retry_reuses_objects() {
+    // Two PutObject calls succeed, the next two answer 503 SlowDown: the
+    // vault reports `throttled`, the engine waits and retries the step, and
+    // the retries reuse what the first attempt already stored.
+    let moto = Moto::launch_with(&["--s3-slowdown", "2:2"]);
+    moto.s3(&["create-bucket", "evidence"]);
+    let ws = Workspace::new();
+    let (key, _) = keygen(&ws);
+    let text = playbook("evidence", 128)
+        .replace(
+            "retention_days = 30 }",
+            "retention_days = 30, retry_after_ms = 50 }",
+        )
+        .replace("phase = \"sealed\"", "phase = \"sealed\"\nretries = 3");
+    let pb = ws.playbook("vault.toml", &text);
+    let (code, out) = run_vault(&moto, &ws, &pb, "IR-V4", &key);
+    assert_eq!(code, 0, "{out}");
+    let records = ws.journal("IR-V4");
+    let retries: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::StepRetrying { step, reason, .. } if step == "vault" => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    for reason in &retries {
+        assert!(
+            reason.starts_with("throttled (retry after 50 ms)"),
+            "{reason}"
+        );
+        assert!(reason.contains("reduce your request rate"), "{reason}");
+    }
+    match finished(&records, "case:IR-V4", "vault") {
+        RunEvent::StepFinished {
+            status, attempts, ..
+        } => {
+            assert_eq!(*status, Status::Succeeded);
+            assert_eq!(*attempts, 3);
+        }
+        _ => unreachable!(),
+    }
+    let values = step_values(&records, "case:IR-V4", "vault");
+    assert_eq!(values["reused"], 2, "{values}");
+    let objects = moto.s3(&["objects", "evidence", "cases/IR-V4/"]);
+    let objects = objects.as_object().unwrap();
+    assert_eq!(values["objects"].as_u64().unwrap() as usize, objects.len());
+    for (key, versions) in objects {
+        assert_eq!(versions.as_array().unwrap().len(), 1, "{key}: one version");
+    }
+}
