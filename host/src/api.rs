@@ -105,13 +105,20 @@ impl Host {
     ) -> RunHandle {
         let labels: Vec<String> = targets.iter().map(TargetSpec::label).collect();
         let steps: Vec<String> = plan.steps.iter().map(|s| s.spec.id.clone()).collect();
-        let status = RunStatus::new(
+        let mut status = RunStatus::new(
             &options,
             plan.playbook.name.clone(),
             &labels,
             &steps,
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         );
+        if !plan.sealed.is_empty() {
+            // The sealed phase runs once, as the target `case:<case-id>`.
+            let sealed: Vec<String> = plan.sealed.iter().map(|s| s.spec.id.clone()).collect();
+            let case = format!("{}:{}", crate::sealed_phase::CASE_PROVIDER, options.case_id);
+            let extra = RunStatus::new(&options, String::new(), &[case], &sealed, String::new());
+            status.targets.extend(extra.targets);
+        }
         let shared = Arc::new(Shared {
             hub: Mutex::new(Hub::default()),
             status: Mutex::new(status),
@@ -280,7 +287,7 @@ impl Shared {
                 Ok(summary) => {
                     status.state = if summary.cancelled {
                         RunState::Cancelled
-                    } else if summary.failed() == 0 {
+                    } else if summary.all_succeeded() {
                         RunState::Succeeded
                     } else {
                         RunState::Failed

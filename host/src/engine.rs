@@ -3,7 +3,9 @@
 //! retries with exponential backoff and jitter that honour a throttled
 //! plugin's retry-after, the preservation rule at run time, and every event
 //! recorded in the case journal. A failure on one target never stops the
-//! others.
+//! others. At the end the case is sealed; a playbook's sealed-phase steps
+//! then run once on the sealed case ([`crate::sealed_phase`]) and the case
+//! is sealed again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -107,8 +109,13 @@ pub struct RunSummary {
     pub case_dir: PathBuf,
     pub targets: Vec<TargetOutcome>,
     pub cancelled: bool,
-    /// The manifest written at the end of the run.
+    /// The manifest written at the end of the run (after the sealed phase,
+    /// when the playbook has one).
     pub seal: Option<crate::custody::Sealed>,
+    /// The sealed phase (target `case:<case-id>`), when the playbook has
+    /// sealed steps ([`crate::sealed_phase`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_phase: Option<TargetOutcome>,
 }
 
 impl RunSummary {
@@ -120,6 +127,14 @@ impl RunSummary {
     }
     pub fn succeeded(&self) -> usize {
         self.targets.len() - self.failed()
+    }
+    /// Every target and the sealed phase (if any) succeeded.
+    pub fn all_succeeded(&self) -> bool {
+        self.failed() == 0
+            && self
+                .sealed_phase
+                .as_ref()
+                .is_none_or(|p| p.status == Status::Succeeded)
     }
 }
 
@@ -179,13 +194,13 @@ impl CaseRecorder {
     }
 }
 
-struct RunContext {
-    runtime: Arc<PluginRuntime>,
-    plan: Arc<PlaybookPlan>,
-    recorder: Arc<CaseRecorder>,
-    options: RunOptions,
-    artifacts_dir: PathBuf,
-    cancel: CancellationToken,
+pub(crate) struct RunContext {
+    pub(crate) runtime: Arc<PluginRuntime>,
+    pub(crate) plan: Arc<PlaybookPlan>,
+    pub(crate) recorder: Arc<CaseRecorder>,
+    pub(crate) options: RunOptions,
+    pub(crate) artifacts_dir: PathBuf,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// Run `plan` against `targets`. Returns once every target has finished;
@@ -281,6 +296,7 @@ pub async fn run_plan(
         cancelled: cancel.is_cancelled(),
         targets: outcomes,
         seal: None,
+        sealed_phase: None,
     };
     recorder.emit(RunEvent::RunFinished {
         run_id: options.run_id.clone(),
@@ -291,7 +307,7 @@ pub async fn run_plan(
     if let Some(failure) = recorder.failure() {
         anyhow::bail!("the case journal could not be written: {failure}");
     }
-    summary.seal = Some(
+    let seal = || {
         crate::custody::seal_case(
             &case_dir,
             &options.run_id,
@@ -299,8 +315,23 @@ pub async fn run_plan(
             options.signing_key.as_ref(),
             |event| recorder.emit(event),
         )
-        .map_err(|e| anyhow::anyhow!("the case could not be sealed: {e:#}"))?,
-    );
+        .map_err(|e| anyhow::anyhow!("the case could not be sealed: {e:#}"))
+    };
+    let sealed = seal()?;
+    if let Some(failure) = recorder.failure() {
+        anyhow::bail!("the case journal could not be written: {failure}");
+    }
+    if !ctx.plan.sealed.is_empty() {
+        // The sealed phase works on the case as just sealed; what it records
+        // is sealed again below.
+        summary.sealed_phase = Some(crate::sealed_phase::run(&ctx, &sealed).await);
+        if let Some(failure) = recorder.failure() {
+            anyhow::bail!("the case journal could not be written: {failure}");
+        }
+        summary.seal = Some(seal()?);
+    } else {
+        summary.seal = Some(sealed);
+    }
     if let Some(failure) = recorder.failure() {
         anyhow::bail!("the case journal could not be written: {failure}");
     }
@@ -378,7 +409,9 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
             states[i] = StepState::Running;
             let ctx = ctx.clone();
             let target = target.clone();
-            running.push(async move { (i, run_step(&ctx, i, &target, inputs).await) });
+            running.push(
+                async move { (i, run_step(&ctx, &ctx.plan.steps[i], &target, inputs).await) },
+            );
         }
         match running.next().await {
             Some((i, outcome)) => states[i] = StepState::Done(outcome),
@@ -499,13 +532,13 @@ fn merged_params(
     serde_json::Value::Object(merged)
 }
 
-async fn run_step(
+/// Run one step on one target (with retries), journaling it.
+pub(crate) async fn run_step(
     ctx: &RunContext,
-    index: usize,
+    step: &PlannedStep,
     target: &TargetSpec,
     inputs: Vec<(String, StepData)>,
 ) -> StepOutcome {
-    let step = &ctx.plan.steps[index];
     let spec = &step.spec;
     let plugin = ctx.plan.plugins[&spec.plugin].clone();
     let label = target.label();

@@ -8,7 +8,8 @@
 //!   signs them for cloud plugins (credentials never enter the sandbox);
 //! - [`engine`] runs a plan over targets; [`journal`] records every event
 //!   in a hash-chained case journal; [`custody`] seals a case with a
-//!   signed manifest and verifies, shows and exports it;
+//!   signed manifest and verifies, shows and exports it; [`sealed_phase`]
+//!   runs the steps that work on the sealed case (an evidence vault);
 //! - [`api`] is the library API over them all (load, plan, start a run,
 //!   follow its events as a stream, cancel, await the summary): the CLI,
 //!   [`watch`] (events matched by [`rules`] start runs) and [`serve`] (the
@@ -25,6 +26,7 @@ pub mod plan;
 pub mod playbook;
 pub mod rules;
 pub mod runtime;
+pub mod sealed_phase;
 pub mod serve;
 pub mod target;
 pub mod watch;

@@ -286,7 +286,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 println!(
                     "{}: valid ({} steps, {} plugins)",
                     playbook.display(),
-                    plan.steps.len(),
+                    plan.steps.len() + plan.sealed.len(),
                     plan.plugins.len()
                 );
             }
@@ -477,6 +477,34 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     summary.failed(),
                     summary.case_dir.display()
                 );
+                if let Some(phase) = &summary.sealed_phase {
+                    let failed: Vec<String> = phase
+                        .steps
+                        .iter()
+                        .filter(|s| s.status != Status::Succeeded)
+                        .map(|s| {
+                            format!(
+                                "{} {}{}",
+                                s.id,
+                                serde_json::to_value(s.status)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_default(),
+                                s.error
+                                    .as_ref()
+                                    .map(|e| format!(": {e}"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    if phase.status == Status::Succeeded && failed.is_empty() {
+                        println!("sealed phase: {} step(s) succeeded", phase.steps.len());
+                    } else if phase.status == Status::Succeeded {
+                        println!("sealed phase succeeded; {}", failed.join("; "));
+                    } else {
+                        println!("sealed phase FAILED: {}", failed.join("; "));
+                    }
+                }
                 if let Some(seal) = &summary.seal {
                     match &seal.key_fingerprint {
                         Some(fp) => println!(
@@ -493,7 +521,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     }
                 }
             }
-            Ok(if summary.failed() == 0 {
+            Ok(if summary.all_succeeded() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -688,6 +716,20 @@ fn print_plan(plan: &PlaybookPlan, targets: &[TargetSpec], json: bool) {
             };
             println!(
                 "  {:<24} {}.{}{after}{flag}",
+                step.spec.id, step.spec.plugin, step.spec.action
+            );
+        }
+    }
+    if !plan.sealed.is_empty() {
+        println!("once, after the case is sealed (target case:<case-id>, inputs: the sealed case)");
+        for step in &plan.sealed {
+            let after = if step.spec.after.is_empty() {
+                String::new()
+            } else {
+                format!(" after {}", step.spec.after.join(", "))
+            };
+            println!(
+                "  {:<24} {}.{}{after}",
                 step.spec.id, step.spec.plugin, step.spec.action
             );
         }

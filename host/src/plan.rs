@@ -39,8 +39,11 @@ pub struct PlannedStep {
 pub struct PlaybookPlan {
     pub playbook: Playbook,
     pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
-    /// Steps in a topological order (dependencies first).
+    /// Per-target steps in a topological order (dependencies first).
     pub steps: Vec<PlannedStep>,
+    /// Sealed-phase steps (`phase = "sealed"`), in a topological order;
+    /// their indices are into this list ([`crate::sealed_phase`]).
+    pub sealed: Vec<PlannedStep>,
 }
 
 /// Load every plugin a playbook declares. Problems (missing file, pinned
@@ -148,7 +151,12 @@ impl PlaybookPlan {
                         && (provider.is_none() || steps[a].provider == provider)
                 })
                 .collect();
-            if mutating && preserved_by.is_empty() && !spec.allow_unpreserved {
+            let preservation_applies = spec.phase == crate::playbook::StepPhase::Target;
+            if mutating
+                && preserved_by.is_empty()
+                && !spec.allow_unpreserved
+                && preservation_applies
+            {
                 problems.push(src.diagnostic(
                     spec.action_span.clone(),
                     &field,
@@ -171,10 +179,13 @@ impl PlaybookPlan {
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
+        let (steps, sealed) =
+            crate::sealed_phase::split(steps, &plugins, src).map_err(Diagnostics)?;
         Ok(PlaybookPlan {
             playbook,
             plugins,
             steps,
+            sealed,
         })
     }
 
@@ -227,8 +238,9 @@ impl PlaybookPlan {
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "playbook": self.playbook.name,
-            "steps": self.steps.iter().map(|s| serde_json::json!({
+            "steps": self.steps.iter().chain(&self.sealed).map(|s| serde_json::json!({
                 "id": s.spec.id,
+                "phase": s.spec.phase,
                 "plugin": s.spec.plugin,
                 "action": s.spec.action,
                 "after": s.spec.after,

@@ -189,6 +189,9 @@ struct RawStep {
     on_error: OnError,
     #[serde(default)]
     allow_unpreserved: Option<Spanned<bool>>,
+    /// `"target"` (default) or `"sealed"`: see [`crate::sealed_phase`].
+    #[serde(default)]
+    phase: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,7 +267,15 @@ pub struct StepSpec {
     pub retries: u32,
     pub on_error: OnError,
     pub allow_unpreserved: bool,
+    /// Per target (the default), or once after the case is sealed.
+    pub phase: StepPhase,
+    /// Where `phase` is written (the step's id when it is not).
+    pub phase_span: Range<usize>,
+    /// Where each `after` entry is written, in order.
+    pub after_spans: Vec<Range<usize>>,
 }
+
+pub use crate::sealed_phase::StepPhase;
 
 /// A parsed playbook whose structure is valid.
 #[derive(Debug, Clone)]
@@ -401,6 +412,26 @@ impl Playbook {
                     .allow_unpreserved
                     .as_ref()
                     .is_some_and(|a| *a.get_ref()),
+                phase: match &step.phase {
+                    None => StepPhase::Target,
+                    Some(p) => match StepPhase::parse(p.get_ref()) {
+                        Ok(phase) => phase,
+                        Err(e) => {
+                            problems.push(source.diagnostic(
+                                p.span(),
+                                &format!("steps.{id}.phase"),
+                                e,
+                                Some(crate::sealed_phase::PHASE_HINT),
+                            ));
+                            StepPhase::Target
+                        }
+                    },
+                },
+                phase_span: step
+                    .phase
+                    .as_ref()
+                    .map_or_else(|| step.id.span(), |p| p.span()),
+                after_spans: step.after.iter().map(|d| d.span()).collect(),
             });
         }
         if steps.is_empty() && problems.is_empty() {
@@ -411,6 +442,7 @@ impl Playbook {
                 Some("add at least one [[steps]] table"),
             ));
         }
+        problems.extend(crate::sealed_phase::check_phases(&source, &steps));
         if problems.is_empty() {
             if let Some(cycle) = find_cycle(&steps) {
                 let step = steps
@@ -758,6 +790,24 @@ retries = 2
         let d = first(&text);
         assert!(d.message.contains("dependency cycle"), "{d}");
         assert!(d.message.contains("snap") && d.message.contains("iso"));
+    }
+
+    #[test]
+    fn sealed_steps_depend_only_on_sealed_steps() {
+        let sealed = format!("{GOOD}\n[[steps]]\nid = \"vault\"\nplugin = \"test\"\naction = \"store\"\nphase = \"sealed\"\n");
+        let pb = parse(&sealed).unwrap();
+        assert_eq!(pb.step("vault").unwrap().phase, StepPhase::Sealed);
+        assert_eq!(pb.step("snap").unwrap().phase, StepPhase::Target);
+        let d = first(&sealed.replace(
+            "phase = \"sealed\"",
+            "phase = \"sealed\"\nafter = [\"iso\"]",
+        ));
+        assert_eq!((d.line, d.field.as_str()), (28, "steps.vault.after"));
+        assert!(d.message.contains("per-target step"), "{d}");
+        let d = first(&sealed.replace("after = [\"snap\"]", "after = [\"vault\"]"));
+        assert_eq!((d.line, d.field.as_str()), (19, "steps.iso.after"));
+        let d = first(&sealed.replace("\"sealed\"", "\"soon\""));
+        assert_eq!((d.line, d.field.as_str()), (27, "steps.vault.phase"));
     }
 
     #[test]

@@ -52,12 +52,16 @@ impl Workspace {
         self.dir.path().join("cases")
     }
 
-    /// Write a playbook; `{test}`, `{notify}` and `{hostile}` become plugin paths.
+    /// Write a playbook; `{test}`, `{notify}`, `{hostile}` and `{vault}`
+    /// become plugin paths.
     pub fn playbook(&self, name: &str, text: &str) -> PathBuf {
-        let text = text
+        let mut text = text
             .replace("{test}", plugin("test-provider").to_str().unwrap())
             .replace("{notify}", plugin("example-step").to_str().unwrap())
             .replace("{hostile}", plugin("hostile").to_str().unwrap());
+        if text.contains("{vault}") {
+            text = text.replace("{vault}", plugin("s3-evidence-vault").to_str().unwrap());
+        }
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path

@@ -1,5 +1,5 @@
-//! A moto EC2 server for the AWS tests (`tests/moto/irhost_moto_server.py`)
-//! and its fixture script, from the venv `scripts/setup-moto` creates.
+//! A moto EC2/S3 server for the AWS tests (`tests/moto/irhost_moto_server.py`)
+//! and its fixture scripts (EC2 and S3), from the venv `scripts/setup-moto` creates.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -73,8 +73,18 @@ impl Moto {
     }
 
     pub fn fixture(&self, args: &[&str]) -> Value {
+        self.script("ec2_fixture.py", args)
+    }
+
+    /// `tests/moto/s3_fixture.py COMMAND ENDPOINT ARGS...` (S3 buckets and
+    /// object versions).
+    pub fn s3(&self, args: &[&str]) -> Value {
+        self.script("s3_fixture.py", args)
+    }
+
+    fn script(&self, script: &str, args: &[&str]) -> Value {
         let out = Command::new(venv_python())
-            .arg(repo_root().join("tests/moto/ec2_fixture.py"))
+            .arg(repo_root().join("tests/moto").join(script))
             .arg(args[0])
             .arg(self.endpoint())
             .args(&args[1..])

@@ -16,9 +16,11 @@ else; --stock starts moto unchanged (tests use it to show the difference).
 
 For tests of throttling (which moto never does), --throttle Action:N makes
 the first N calls of an EC2 action fail with RequestLimitExceeded, as AWS
-does under load. This is fault injection, off unless asked for.
+does under load, and --s3-slowdown N makes the first N S3 PutObject calls
+answer 503 SlowDown (--s3-slowdown SKIP:N: after SKIP good ones). This is
+fault injection, off unless asked for.
 
-Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2]
+Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2] [--s3-slowdown 2:1]
 Prints "READY <port>" on stdout once the server accepts connections.
 """
 
@@ -80,17 +82,45 @@ def inject_throttling(spec: str) -> None:
     setattr(EC2Response, method, throttled)
 
 
+def inject_s3_slowdown(spec: str) -> None:
+    """After SKIP PutObject calls, the next N answer 503 SlowDown, as S3 does
+    when a prefix is written too fast (spec "SKIP:N", or "N" for 0:N)."""
+    from moto.s3.responses import S3Response
+
+    skip, count = spec.split(":") if ":" in spec else ("0", spec)
+    original = S3Response.put_object
+    skipped, remaining = [int(skip)], [int(count)]
+
+    def put_object(self, *args, **kwargs):
+        if skipped[0] > 0:
+            skipped[0] -= 1
+        elif remaining[0] > 0:
+            remaining[0] -= 1
+            body = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                b"<Message>Please reduce your request rate.</Message></Error>"
+            )
+            return 503, {"content-type": "application/xml"}, body
+        return original(self, *args, **kwargs)
+
+    S3Response.put_object = put_object
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--stock", action="store_true", help="do not apply the ENI group fix")
     parser.add_argument("--throttle", action="append", default=[], metavar="ACTION:N")
+    parser.add_argument("--s3-slowdown", default=None, metavar="[SKIP:]N",
+                        help="after SKIP S3 PutObject calls, the next N answer 503 SlowDown")
     args = parser.parse_args()
 
     if not args.stock:
         apply_eni_group_fix()
     for spec in args.throttle:
         inject_throttling(spec)
+    if args.s3_slowdown:
+        inject_s3_slowdown(args.s3_slowdown)
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (

@@ -59,7 +59,10 @@ impl CloudEnv {
         let mut policy: EgressPolicy = (*plugin.egress).clone();
         if policy.patterns().is_empty() {
             let default: Vec<String> = match service {
-                "s3" => vec!["s3.*.amazonaws.com".into(), "*.s3.*.amazonaws.com".into()],
+                // Regional endpoints, path-style requests (`*.s3.*` is not a
+                // pattern the egress policy can express; a virtual-hosted
+                // bucket needs its own allow_hosts entry).
+                "s3" => vec!["s3.*.amazonaws.com".into()],
                 other => vec![format!("{other}.*.amazonaws.com")],
             };
             for pattern in &default {
