@@ -18,7 +18,15 @@ For tests of throttling (which moto never does), --throttle Action:N makes
 the first N calls of an EC2 action fail with RequestLimitExceeded, as AWS
 does under load. This is fault injection, off unless asked for.
 
-Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2]
+For benchmarks, --count-actions counts the EC2 API calls moto serves, per
+Action (throttled and failed calls included), with the time moto spent in
+each (wall time inside its handler, summed over its request threads):
+  GET  /irhost/action-counts        -> {"actions": {Action: n}, "seconds": {Action: s},
+                                        "total": n, "busy_seconds": s}
+  POST /irhost/action-counts/reset  -> zero them (e.g. after seeding)
+Off unless asked for; without it those paths are moto's own (404).
+
+Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2] [--count-actions]
 Prints "READY <port>" on stdout once the server accepts connections.
 """
 
@@ -80,17 +88,89 @@ def inject_throttling(spec: str) -> None:
     setattr(EC2Response, method, throttled)
 
 
+class ActionCounter:
+    """Per-Action counts and handler time of the EC2 calls moto serves."""
+
+    PATH = "/irhost/action-counts"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+
+    def install(self) -> None:
+        import time
+
+        from moto.ec2.responses import EC2Response
+
+        original = EC2Response.call_action
+        counter = self
+
+        def call_action(self, *args, **kwargs):
+            action = self._get_action()
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                with counter.lock:
+                    counter.counts[action] = counter.counts.get(action, 0) + 1
+                    counter.seconds[action] = counter.seconds.get(action, 0.0) + elapsed
+
+        EC2Response.call_action = call_action
+
+    def wrap(self, app):
+        import json
+
+        def counting_app(environ, start_response):
+            path = environ.get("PATH_INFO", "")
+            if path == self.PATH and environ.get("REQUEST_METHOD") == "GET":
+                with self.lock:
+                    body = json.dumps(
+                        {
+                            "actions": dict(sorted(self.counts.items())),
+                            "seconds": {k: round(v, 6) for k, v in sorted(self.seconds.items())},
+                            "total": sum(self.counts.values()),
+                            "busy_seconds": round(sum(self.seconds.values()), 6),
+                        }
+                    ).encode()
+            elif path == self.PATH + "/reset" and environ.get("REQUEST_METHOD") == "POST":
+                with self.lock:
+                    self.counts.clear()
+                    self.seconds.clear()
+                body = b"{}"
+            else:
+                return app(environ, start_response)
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        return counting_app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--stock", action="store_true", help="do not apply the ENI group fix")
     parser.add_argument("--throttle", action="append", default=[], metavar="ACTION:N")
+    parser.add_argument(
+        "--count-actions",
+        action="store_true",
+        help=f"count EC2 calls per Action; GET {ActionCounter.PATH} (POST .../reset to zero)",
+    )
     args = parser.parse_args()
 
     if not args.stock:
         apply_eni_group_fix()
     for spec in args.throttle:
         inject_throttling(spec)
+    counter = None
+    if args.count_actions:
+        # Throttled calls count too: the throttle wraps the Action's own
+        # method, which call_action calls.
+        counter = ActionCounter()
+        counter.install()
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (
@@ -100,6 +180,8 @@ def main() -> None:
     )
 
     app = DomainDispatcherApplication(create_backend_app)
+    if counter is not None:
+        app = counter.wrap(app)
     # Loopback only: moto's own default is 0.0.0.0.
     server = make_server("127.0.0.1", args.port, app, True, request_handler=MotoRequestHandler)
     print(f"READY {server.server_address[1]}", flush=True)
