@@ -22,7 +22,9 @@ For benchmarks, --count-actions counts the EC2 API calls moto serves, per
 Action (throttled and failed calls included), with the time moto spent in
 each (wall time inside its handler, summed over its request threads):
   GET  /irhost/action-counts        -> {"actions": {Action: n}, "seconds": {Action: s},
-                                        "total": n, "busy_seconds": s}
+                                        "total": n, "busy_seconds": s,
+                                        "connections": distinct client (address, port) pairs,
+                                        a lower bound on TCP connections: a port can be reused}
   POST /irhost/action-counts/reset  -> zero them (e.g. after seeding)
 Off unless asked for; without it those paths are moto's own (404).
 
@@ -99,6 +101,7 @@ class ActionCounter:
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.seconds: dict[str, float] = {}
+        self.peers: set[tuple[str, str]] = set()
 
     def install(self) -> None:
         import time
@@ -126,6 +129,10 @@ class ActionCounter:
 
         def counting_app(environ, start_response):
             path = environ.get("PATH_INFO", "")
+            if not path.startswith(self.PATH):
+                # Distinct client ports: a lower bound on the connections opened.
+                with self.lock:
+                    self.peers.add((environ.get("REMOTE_ADDR", ""), environ.get("REMOTE_PORT", "")))
             if path == self.PATH and environ.get("REQUEST_METHOD") == "GET":
                 with self.lock:
                     body = json.dumps(
@@ -134,12 +141,14 @@ class ActionCounter:
                             "seconds": {k: round(v, 6) for k, v in sorted(self.seconds.items())},
                             "total": sum(self.counts.values()),
                             "busy_seconds": round(sum(self.seconds.values()), 6),
+                            "connections": len(self.peers),
                         }
                     ).encode()
             elif path == self.PATH + "/reset" and environ.get("REQUEST_METHOD") == "POST":
                 with self.lock:
                     self.counts.clear()
                     self.seconds.clear()
+                    self.peers.clear()
                 body = b"{}"
             else:
                 return app(environ, start_response)

@@ -121,8 +121,14 @@ impl Ec2 {
     /// hyper 1 over plain HTTP with its connection pool, static credentials
     /// (the SDK signs with SigV4), and one attempt per call like the plugin
     /// (`max_attempts` 1: the engine, here `run_step`, owns retries).
-    pub fn new(endpoint: &str, region: &str, counter: ActionCounter) -> Self {
-        let http = aws_smithy_http_client::Builder::new().build_http();
+    /// `reuse` false: no idle connection is kept, so every request opens a
+    /// new one.
+    pub fn new(endpoint: &str, region: &str, counter: ActionCounter, reuse: bool) -> Self {
+        let mut http = aws_smithy_http_client::Builder::new();
+        if !reuse {
+            http = http.pool_max_idle_per_host(0);
+        }
+        let http = http.build_http();
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version_latest()
             .region(Region::new(region.to_string()))

@@ -56,6 +56,11 @@ struct Args {
     /// nothing races); otherwise see `compare`.
     #[arg(long)]
     exact: bool,
+    /// A new TCP connection per request (no keep-alive pool), as irhost's
+    /// egress does (wasmtime-wasi-http's default_send_request): to measure
+    /// what connection reuse is worth.
+    #[arg(long)]
+    no_connection_reuse: bool,
 }
 
 /// Retries per step, from playbooks/aws-instance-compromise.toml.
@@ -100,7 +105,9 @@ where
             Ok(v) => return Ok(v),
             Err(e) if e.retryable() && attempt < max_attempts => {
                 stats.step_retries.fetch_add(1, Ordering::Relaxed);
-                eprintln!("{id} {step}: attempt {attempt} failed, retrying: {e}");
+                let mut reason = e.to_string();
+                reason.truncate(reason.floor_char_boundary(160));
+                eprintln!("{id} {step}: attempt {attempt} failed, retrying: {reason}");
                 tokio::time::sleep(retry_delay(
                     attempt,
                     e.retry_after_ms().map(Duration::from_millis),
@@ -246,7 +253,12 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let counter = ActionCounter::default();
-    let ec2 = Arc::new(Ec2::new(&args.endpoint, &args.region, counter.clone()));
+    let ec2 = Arc::new(Ec2::new(
+        &args.endpoint,
+        &args.region,
+        counter.clone(),
+        !args.no_connection_reuse,
+    ));
     let stats = Arc::new(Stats::default());
     let n = ids.len();
 
@@ -281,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
     let report = serde_json::json!({
         "instances": n,
         "concurrency": args.concurrency,
+        "connection_reuse": !args.no_connection_reuse,
         "wall_seconds": wall.as_secs_f64(),
         "actions": counts,
         "total": total,
