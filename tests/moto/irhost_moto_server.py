@@ -20,7 +20,17 @@ does under load, and --s3-slowdown N makes the first N S3 PutObject calls
 answer 503 SlowDown (--s3-slowdown SKIP:N: after SKIP good ones). This is
 fault injection, off unless asked for.
 
-Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2] [--s3-slowdown 2:1]
+For benchmarks, --count-actions counts the EC2 API calls moto serves, per
+Action (throttled and failed calls included), with the time moto spent in
+each (wall time inside its handler, summed over its request threads):
+  GET  /irhost/action-counts        -> {"actions": {Action: n}, "seconds": {Action: s},
+                                        "total": n, "busy_seconds": s,
+                                        "connections": distinct client (address, port) pairs,
+                                        a lower bound on TCP connections: a port can be reused}
+  POST /irhost/action-counts/reset  -> zero them (e.g. after seeding)
+Off unless asked for; without it those paths are moto's own (404).
+
+Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2] [--s3-slowdown 2:1] [--count-actions]
 Prints "READY <port>" on stdout once the server accepts connections.
 """
 
@@ -106,6 +116,74 @@ def inject_s3_slowdown(spec: str) -> None:
     S3Response.put_object = put_object
 
 
+class ActionCounter:
+    """Per-Action counts and handler time of the EC2 calls moto serves."""
+
+    PATH = "/irhost/action-counts"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+        self.peers: set[tuple[str, str]] = set()
+
+    def install(self) -> None:
+        import time
+
+        from moto.ec2.responses import EC2Response
+
+        original = EC2Response.call_action
+        counter = self
+
+        def call_action(self, *args, **kwargs):
+            action = self._get_action()
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                with counter.lock:
+                    counter.counts[action] = counter.counts.get(action, 0) + 1
+                    counter.seconds[action] = counter.seconds.get(action, 0.0) + elapsed
+
+        EC2Response.call_action = call_action
+
+    def wrap(self, app):
+        import json
+
+        def counting_app(environ, start_response):
+            path = environ.get("PATH_INFO", "")
+            if not path.startswith(self.PATH):
+                # Distinct client ports: a lower bound on the connections opened.
+                with self.lock:
+                    self.peers.add((environ.get("REMOTE_ADDR", ""), environ.get("REMOTE_PORT", "")))
+            if path == self.PATH and environ.get("REQUEST_METHOD") == "GET":
+                with self.lock:
+                    body = json.dumps(
+                        {
+                            "actions": dict(sorted(self.counts.items())),
+                            "seconds": {k: round(v, 6) for k, v in sorted(self.seconds.items())},
+                            "total": sum(self.counts.values()),
+                            "busy_seconds": round(sum(self.seconds.values()), 6),
+                            "connections": len(self.peers),
+                        }
+                    ).encode()
+            elif path == self.PATH + "/reset" and environ.get("REQUEST_METHOD") == "POST":
+                with self.lock:
+                    self.counts.clear()
+                    self.seconds.clear()
+                    self.peers.clear()
+                body = b"{}"
+            else:
+                return app(environ, start_response)
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        return counting_app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
@@ -113,6 +191,11 @@ def main() -> None:
     parser.add_argument("--throttle", action="append", default=[], metavar="ACTION:N")
     parser.add_argument("--s3-slowdown", default=None, metavar="[SKIP:]N",
                         help="after SKIP S3 PutObject calls, the next N answer 503 SlowDown")
+    parser.add_argument(
+        "--count-actions",
+        action="store_true",
+        help=f"count EC2 calls per Action; GET {ActionCounter.PATH} (POST .../reset to zero)",
+    )
     args = parser.parse_args()
 
     if not args.stock:
@@ -121,6 +204,12 @@ def main() -> None:
         inject_throttling(spec)
     if args.s3_slowdown:
         inject_s3_slowdown(args.s3_slowdown)
+    counter = None
+    if args.count_actions:
+        # Throttled calls count too: the throttle wraps the Action's own
+        # method, which call_action calls.
+        counter = ActionCounter()
+        counter.install()
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (
@@ -130,6 +219,8 @@ def main() -> None:
     )
 
     app = DomainDispatcherApplication(create_backend_app)
+    if counter is not None:
+        app = counter.wrap(app)
     # Loopback only: moto's own default is 0.0.0.0.
     server = make_server("127.0.0.1", args.port, app, True, request_handler=MotoRequestHandler)
     print(f"READY {server.server_address[1]}", flush=True)
