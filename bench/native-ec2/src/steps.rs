@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    AttributeBooleanValue, AttributeValue, EbsInstanceBlockDeviceSpecification,
+    AttributeBooleanValue, AttributeValue, EbsInstanceBlockDeviceSpecification, Filter,
     InstanceAttributeName, InstanceBlockDeviceMappingSpecification, InstanceSpecification,
     InstanceType, IpPermission, IpRange, Ipv6Range, NetworkInterface as Eni, ResourceType,
     SecurityGroup as Sg, Snapshot,
@@ -111,28 +111,56 @@ pub async fn snapshot(ec2: &Ec2, case: &str, id: &str) -> Result<ArtifactIds, Fa
     Ok(artifacts)
 }
 
+/// The plugin's `SnapshotLookup` (plugins/aws-ec2/src/snapshot.rs), call for call.
+pub enum SnapshotLookup<'a> {
+    Volumes(&'a [String]),
+    Ids(&'a [String]),
+    Tagged,
+}
+
 pub async fn case_snapshots(
     ec2: &Ec2,
     case: &str,
-    instance: Option<&str>,
+    instance: &str,
+    lookup: SnapshotLookup<'_>,
 ) -> Result<Vec<Snapshot>, Failure> {
-    let mut filters = vec![filter(&format!("tag:{TAG_CASE}"), case)];
-    if let Some(instance) = instance {
-        filters.push(filter(&format!("tag:{TAG_SOURCE_INSTANCE}"), instance));
+    let mut query = ec2.client.describe_snapshots();
+    match lookup {
+        SnapshotLookup::Volumes([]) | SnapshotLookup::Ids([]) => return Ok(Vec::new()),
+        SnapshotLookup::Volumes(volumes) => {
+            query = query.owner_ids("self").filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .set_values(Some(volumes.to_vec()))
+                    .build(),
+            )
+        }
+        SnapshotLookup::Ids(ids) => query = query.set_snapshot_ids(Some(ids.to_vec())),
+        SnapshotLookup::Tagged => {
+            query = query
+                .owner_ids("self")
+                .filters(filter(&format!("tag:{TAG_CASE}"), case))
+                .filters(filter(&format!("tag:{TAG_SOURCE_INSTANCE}"), instance))
+        }
     }
     let mut snapshots = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let out = ec2
-            .client
-            .describe_snapshots()
-            .owner_ids("self")
-            .set_filters(Some(filters.clone()))
+        let out = query
+            .clone()
             .set_next_token(token.take())
             .send()
             .await
             .map_err(|e| ec2.err("DescribeSnapshots", e))?;
-        snapshots.extend(out.snapshots().iter().cloned());
+        snapshots.extend(
+            out.snapshots()
+                .iter()
+                .filter(|s| {
+                    tag_value(s.tags(), TAG_CASE) == Some(case)
+                        && tag_value(s.tags(), TAG_SOURCE_INSTANCE) == Some(instance)
+                })
+                .cloned(),
+        );
         match out.next_token().filter(|t| !t.is_empty()) {
             Some(t) => token = Some(t.to_string()),
             None => break,
@@ -148,7 +176,8 @@ async fn ebs_snapshots(
     volumes: &[Volume],
 ) -> Result<ArtifactIds, Failure> {
     let mut existing: BTreeMap<String, Snapshot> = BTreeMap::new();
-    for s in case_snapshots(ec2, case, Some(id)).await? {
+    let volume_ids: Vec<String> = volumes.iter().map(|v| v.id.clone()).collect();
+    for s in case_snapshots(ec2, case, id, SnapshotLookup::Volumes(&volume_ids)).await? {
         let usable = s.state().map(|st| st.as_str() != "error").unwrap_or(true);
         let volume = s
             .volume_id()
@@ -797,7 +826,17 @@ fn artifact_digest(artifacts: &[String]) -> String {
 
 pub async fn seal(ec2: &Ec2, case: &str, id: &str, artifacts: &[String]) -> Result<usize, Failure> {
     let digest = artifact_digest(artifacts);
-    let snapshots = case_snapshots(ec2, case, Some(id)).await?;
+    let snapshot_ids: Vec<String> = artifacts
+        .iter()
+        .filter(|a| a.starts_with("snap-"))
+        .cloned()
+        .collect();
+    let lookup = if snapshot_ids.is_empty() {
+        SnapshotLookup::Tagged
+    } else {
+        SnapshotLookup::Ids(&snapshot_ids)
+    };
+    let snapshots = case_snapshots(ec2, case, id, lookup).await?;
     let to_tag: Vec<String> = snapshots
         .iter()
         .filter(|s| {

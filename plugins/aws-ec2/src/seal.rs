@@ -10,7 +10,7 @@ use irhost_plugin_sdk::prelude::*;
 use crate::aws::{
     now_rfc3339, tag, tag_value, Ec2, TAG_CASE, TAG_SEALED, TAG_SEALED_AT, TAG_SEAL_DIGEST,
 };
-use crate::snapshot::case_snapshots;
+use crate::snapshot::{case_snapshots, SnapshotLookup};
 
 pub async fn seal(
     ec2: &Ec2,
@@ -28,7 +28,21 @@ pub async fn seal(
         }
     }
     let digest = artifact_digest(artifacts);
-    let snapshots = case_snapshots(ec2, &case, Some(id)).await?;
+    // The case's snapshots of this instance are among the artifacts it
+    // received; without any (a seal in a run of its own), look them up by tag.
+    let snapshot_ids: Vec<String> = artifacts
+        .iter()
+        .filter(|a| {
+            matches!(a.kind, ArtifactKind::DiskSnapshot) && a.provider_id.starts_with("snap-")
+        })
+        .map(|a| a.provider_id.clone())
+        .collect();
+    let lookup = if snapshot_ids.is_empty() {
+        SnapshotLookup::Tagged
+    } else {
+        SnapshotLookup::Ids(&snapshot_ids)
+    };
+    let snapshots = case_snapshots(ec2, &case, id, lookup).await?;
     if snapshots.is_empty() {
         log::warn(&format!(
             "no snapshot of {id} is tagged with case {case}; nothing to seal"

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
-    InstanceAttributeName, InstanceSpecification, InstanceType, ResourceType, Snapshot,
+    Filter, InstanceAttributeName, InstanceSpecification, InstanceType, ResourceType, Snapshot,
 };
 use irhost_plugin_sdk::prelude::*;
 
@@ -184,29 +184,65 @@ pub async fn snapshot(ec2: &Ec2, target: &Target) -> Result<Vec<Artifact>, Plugi
     Ok(artifacts)
 }
 
-/// Snapshots of the case for this instance, by source volume.
+/// How to find a case's snapshots: the narrowest query that finds them.
+pub enum SnapshotLookup<'a> {
+    /// Snapshots of these volumes (the instance's), by `volume-id`.
+    Volumes(&'a [String]),
+    /// These snapshots (from the case's artifacts), by id.
+    Ids(&'a [String]),
+    /// Every snapshot tagged with the case (when nothing narrower is known).
+    Tagged,
+}
+
+/// Snapshots of the case taken from `instance`. The query narrows by volume
+/// or snapshot id, and the case and source-instance tags are checked here
+/// on what comes back: a tag filter finds nothing more, and EC2
+/// implementations that evaluate it per snapshot are far slower for it
+/// (moto walks every tag of the region for every snapshot: 380 ms against
+/// 13–22 ms for an id or volume query with 1,351 snapshots).
 pub async fn case_snapshots(
     ec2: &Ec2,
     case: &str,
-    instance: Option<&str>,
+    instance: &str,
+    lookup: SnapshotLookup<'_>,
 ) -> Result<Vec<Snapshot>, PluginError> {
-    let mut filters = vec![filter(&format!("tag:{TAG_CASE}"), case)];
-    if let Some(instance) = instance {
-        filters.push(filter(&format!("tag:{TAG_SOURCE_INSTANCE}"), instance));
+    let mut query = ec2.client.describe_snapshots();
+    match lookup {
+        SnapshotLookup::Volumes([]) | SnapshotLookup::Ids([]) => return Ok(Vec::new()),
+        SnapshotLookup::Volumes(volumes) => {
+            query = query.owner_ids("self").filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .set_values(Some(volumes.to_vec()))
+                    .build(),
+            )
+        }
+        SnapshotLookup::Ids(ids) => query = query.set_snapshot_ids(Some(ids.to_vec())),
+        SnapshotLookup::Tagged => {
+            query = query
+                .owner_ids("self")
+                .filters(filter(&format!("tag:{TAG_CASE}"), case))
+                .filters(filter(&format!("tag:{TAG_SOURCE_INSTANCE}"), instance))
+        }
     }
     let mut snapshots = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let out = ec2
-            .client
-            .describe_snapshots()
-            .owner_ids("self")
-            .set_filters(Some(filters.clone()))
+        let out = query
+            .clone()
             .set_next_token(token.take())
             .send()
             .await
             .map_err(|e| ec2.err("DescribeSnapshots", e))?;
-        snapshots.extend(out.snapshots().iter().cloned());
+        snapshots.extend(
+            out.snapshots()
+                .iter()
+                .filter(|s| {
+                    tag_value(s.tags(), TAG_CASE) == Some(case)
+                        && tag_value(s.tags(), TAG_SOURCE_INSTANCE) == Some(instance)
+                })
+                .cloned(),
+        );
         match out.next_token().filter(|t| !t.is_empty()) {
             Some(t) => token = Some(t.to_string()),
             None => break,
@@ -225,7 +261,8 @@ async fn ebs_snapshots(
     // Idempotency: a volume that already has a snapshot for this case and
     // instance is not snapshotted again.
     let mut existing: BTreeMap<String, Snapshot> = BTreeMap::new();
-    for s in case_snapshots(ec2, case, Some(id)).await? {
+    let volume_ids: Vec<String> = volumes.iter().map(|v| v.id.clone()).collect();
+    for s in case_snapshots(ec2, case, id, SnapshotLookup::Volumes(&volume_ids)).await? {
         let usable = s.state().map(|st| st.as_str() != "error").unwrap_or(true);
         let volume = s
             .volume_id()
