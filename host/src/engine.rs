@@ -426,13 +426,21 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
             _ => unreachable!("every step finishes or is skipped"),
         })
         .collect();
+    finish_target(&ctx, label, started, outcomes)
+}
+
+/// Journal a target's end (`target_finished`, naming the steps that count
+/// as failures) and build its outcome. Shared by per-target runs and the
+/// sealed phase.
+pub(crate) fn finish_target(
+    ctx: &RunContext,
+    label: String,
+    started: Instant,
+    outcomes: Vec<StepOutcome>,
+) -> TargetOutcome {
     let failed_steps: Vec<String> = outcomes
         .iter()
-        .filter(|o| match o.status {
-            Status::Succeeded => false,
-            Status::Failed => o.on_error == OnError::Fail,
-            Status::Skipped => true,
-        })
+        .filter(|o| dependency_blocks(o).is_some())
         .map(|o| o.id.clone())
         .collect();
     let status = if failed_steps.is_empty() {
@@ -453,6 +461,17 @@ async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
     }
 }
 
+/// Why a finished step stops its dependents (and counts as a failure of
+/// its target): it was skipped, or it failed without `on_error = "continue"`.
+pub(crate) fn dependency_blocks(outcome: &StepOutcome) -> Option<String> {
+    match outcome.status {
+        Status::Succeeded => None,
+        Status::Failed if outcome.on_error == OnError::Continue => None,
+        Status::Failed => Some(format!("dependency `{}` failed", outcome.id)),
+        Status::Skipped => Some(format!("dependency `{}` was skipped", outcome.id)),
+    }
+}
+
 /// Why a step whose dependencies are done must not run, if it must not.
 fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) -> Option<String> {
     if ctx.cancel.is_cancelled() {
@@ -461,21 +480,8 @@ fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) ->
     let steps = &ctx.plan.steps;
     for &d in &step.deps {
         if let StepState::Done(o) = &states[d] {
-            let blocks = match o.status {
-                Status::Succeeded => false,
-                Status::Skipped => true,
-                Status::Failed => o.on_error == OnError::Fail,
-            };
-            if blocks {
-                return Some(format!(
-                    "dependency `{}` {}",
-                    o.id,
-                    if o.status == Status::Skipped {
-                        "was skipped"
-                    } else {
-                        "failed"
-                    }
-                ));
+            if let Some(reason) = dependency_blocks(o) {
+                return Some(reason);
             }
         }
     }

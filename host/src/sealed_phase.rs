@@ -29,10 +29,12 @@ use sha2::{Digest, Sha256};
 
 use crate::custody::manifest::{self, Manifest};
 use crate::custody::Sealed;
-use crate::engine::{run_step, RunContext, StepData, StepOutcome, TargetOutcome};
+use crate::engine::{
+    dependency_blocks, finish_target, run_step, RunContext, StepData, StepOutcome, TargetOutcome,
+};
 use crate::events::{RunEvent, Status};
 use crate::plan::PlannedStep;
-use crate::playbook::{Diagnostic, OnError, SourceMap, StepSpec};
+use crate::playbook::{Diagnostic, SourceMap, StepSpec};
 use crate::runtime::bindings::{Artifact, ArtifactKind};
 use crate::runtime::{LoadedPlugin, PluginWorld};
 use crate::target::TargetSpec;
@@ -464,31 +466,7 @@ pub(crate) async fn run(ctx: &RunContext, seal: &Sealed) -> TargetOutcome {
         }));
         outcomes.push(run_step(ctx, step, &target, inputs).await);
     }
-    let failed_steps: Vec<String> = outcomes
-        .iter()
-        .filter(|o| match o.status {
-            Status::Succeeded => false,
-            Status::Failed => o.on_error == OnError::Fail,
-            Status::Skipped => true,
-        })
-        .map(|o| o.id.clone())
-        .collect();
-    let status = if failed_steps.is_empty() {
-        Status::Succeeded
-    } else {
-        Status::Failed
-    };
-    ctx.recorder.emit(RunEvent::TargetFinished {
-        target: label.clone(),
-        status,
-        failed_steps,
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
-    TargetOutcome {
-        target: label,
-        status,
-        steps: outcomes,
-    }
+    finish_target(ctx, label, started, outcomes)
 }
 
 /// Why a sealed step must not run: the run was cancelled, or a dependency
@@ -497,15 +475,7 @@ fn blocked_reason(ctx: &RunContext, step: &PlannedStep, done: &[StepOutcome]) ->
     if ctx.cancel.is_cancelled() {
         return Some("the run was cancelled".into());
     }
-    step.deps.iter().find_map(|&d| {
-        let o = &done[d];
-        match o.status {
-            Status::Succeeded => None,
-            Status::Failed if o.on_error == OnError::Continue => None,
-            Status::Failed => Some(format!("dependency `{}` failed", o.id)),
-            Status::Skipped => Some(format!("dependency `{}` was skipped", o.id)),
-        }
-    })
+    step.deps.iter().find_map(|&d| dependency_blocks(&done[d]))
 }
 
 #[cfg(test)]
