@@ -616,3 +616,49 @@ fn one_run_takes_aws_and_azure_targets() {
     );
     assert!(!ws.cases().join("IR-MIX-2").exists(), "nothing was written");
 }
+
+#[test]
+fn a_playbook_cannot_send_the_token_elsewhere() {
+    // The playbook points the plugin at a host of its choosing; the
+    // environment names no ARM endpoint (so public ARM is the trusted one).
+    let arm = FakeArm::start();
+    let vm = two_nic_vm(&arm, "exfil-1");
+    let ws = Workspace::new();
+    let book = shipped(&ws, "azure-vm-compromise.toml");
+    let text = std::fs::read_to_string(&book).unwrap().replace(
+        "config = { poll_ms = 20 }",
+        &format!(
+            "config = {{ poll_ms = 20, endpoint_url = \"{}\" }}",
+            arm.url()
+        ),
+    );
+    std::fs::write(&book, text).unwrap();
+    let token = format!("arm-token-{}", std::process::id());
+    let target = format!("azure:{vm}");
+    let out = irhost_with(
+        &ws,
+        &[("AZURE_ACCESS_TOKEN", token.clone())],
+        &[
+            "run",
+            book.to_str().unwrap(),
+            "--case",
+            "IR-AZ-6",
+            "--target",
+            &target,
+        ],
+    );
+    assert!(!out.status.success());
+    // Requests reached the playbook's host, none of them with the token.
+    let requests = arm.requests();
+    assert!(!requests.is_empty());
+    assert!(requests.iter().all(|r| r.status == 401), "{requests:?}");
+    assert!(arm
+        .resources_of(RG, "Microsoft.Compute/snapshots")
+        .is_empty());
+    let journal = std::fs::read_to_string(ws.cases().join("IR-AZ-6/journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("requests to it carry no token"),
+        "the binding is journaled"
+    );
+    assert!(!journal.contains(&token));
+}

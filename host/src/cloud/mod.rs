@@ -160,15 +160,24 @@ impl CloudEnv {
             Err(e) => notes.push(format!("ignoring ARM endpoint {endpoint}: {e}")),
         }
         plugin.egress = Arc::new(policy);
-        match azure::ArmAuthorizer::new(self.azure_tokens.clone(), &endpoint) {
+        // The token goes only to the ARM endpoint the environment names (or
+        // public ARM), never to a host a playbook chose: a playbook must not
+        // be able to send the responder's token somewhere else.
+        let trusted = self.azure.resource_manager().to_string();
+        if endpoint_pattern(&endpoint).ok() != endpoint_pattern(&trusted).ok() {
+            notes.push(format!(
+                "the playbook's endpoint_url {endpoint} is not the environment's ARM endpoint ({trusted}): requests to it carry no token"
+            ));
+        }
+        match azure::ArmAuthorizer::new(self.azure_tokens.clone(), &trusted) {
             Ok(authorizer) => {
                 plugin.authorizer = Some(Arc::new(authorizer));
                 notes.push(format!(
-                    "requests to the ARM endpoint {endpoint} carry a bearer token the host obtains ({}); the plugin holds no credential and no other host receives the token",
+                    "requests to the ARM endpoint {trusted} carry a bearer token the host obtains ({}); the plugin holds no credential and no other host receives the token",
                     self.azure.token_source()
                 ));
             }
-            Err(e) => notes.push(format!("no ARM authorization: endpoint {endpoint}: {e}")),
+            Err(e) => notes.push(format!("no ARM authorization: endpoint {trusted}: {e}")),
         }
         notes
     }
