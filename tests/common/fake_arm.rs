@@ -453,6 +453,17 @@ fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A request body as JSON, or ARM's 400 for content it cannot read.
+fn json_body(body: &[u8]) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        arm_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContent",
+            &e.to_string(),
+        )
+    })
+}
+
 fn json_response(status: StatusCode, body: Value, headers: &[(&str, String)]) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     for (name, value) in headers {
@@ -675,15 +686,9 @@ fn route(
         );
         return match *method {
             Method::PUT => {
-                let request: Value = match serde_json::from_slice(body) {
+                let request = match json_body(body) {
                     Ok(v) => v,
-                    Err(e) => {
-                        return arm_error(
-                            StatusCode::BAD_REQUEST,
-                            "InvalidRequestContent",
-                            &e.to_string(),
-                        )
-                    }
+                    Err(r) => return r,
                 };
                 let level = request["properties"]["level"].as_str().unwrap_or("");
                 if !["CanNotDelete", "ReadOnly"].contains(&level) {
@@ -829,15 +834,9 @@ fn route(
                     None => not_found("Microsoft.Compute/snapshots", snap_name, rg),
                 },
                 Method::PUT => {
-                    let request: Value = match serde_json::from_slice(body) {
+                    let request = match json_body(body) {
                         Ok(v) => v,
-                        Err(e) => {
-                            return arm_error(
-                                StatusCode::BAD_REQUEST,
-                                "InvalidRequestContent",
-                                &e.to_string(),
-                            )
-                        }
+                        Err(r) => return r,
                     };
                     let source = request["properties"]["creationData"]["sourceResourceId"]
                         .as_str()
@@ -902,15 +901,9 @@ fn route(
                     json_response(StatusCode::ACCEPTED, snap, &headers)
                 }
                 Method::PATCH => {
-                    let request: Value = match serde_json::from_slice(body) {
+                    let request = match json_body(body) {
                         Ok(v) => v,
-                        Err(e) => {
-                            return arm_error(
-                                StatusCode::BAD_REQUEST,
-                                "InvalidRequestContent",
-                                &e.to_string(),
-                            )
-                        }
+                        Err(r) => return r,
                     };
                     let Some(snap) = state.resources.get_mut(&id_lower) else {
                         return not_found("Microsoft.Compute/snapshots", snap_name, rg);
@@ -966,15 +959,9 @@ fn route(
         ("microsoft.network/networksecuritygroups", Some(nsg_name), None)
             if *method == Method::PUT =>
         {
-            let request: Value = match serde_json::from_slice(body) {
+            let request = match json_body(body) {
                 Ok(v) => v,
-                Err(e) => {
-                    return arm_error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidRequestContent",
-                        &e.to_string(),
-                    )
-                }
+                Err(r) => return r,
             };
             let id = format!(
                 "{}/providers/Microsoft.Network/networkSecurityGroups/{nsg_name}",
@@ -1027,15 +1014,9 @@ fn route(
             )
         }
         ("microsoft.network/networkinterfaces", Some(nic_name), None) if *method == Method::PUT => {
-            let request: Value = match serde_json::from_slice(body) {
+            let request = match json_body(body) {
                 Ok(v) => v,
-                Err(e) => {
-                    return arm_error(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidRequestContent",
-                        &e.to_string(),
-                    )
-                }
+                Err(r) => return r,
             };
             let Some(existing) = state.resources.get(&id_lower).cloned() else {
                 return not_found("Microsoft.Network/networkInterfaces", nic_name, rg);
