@@ -454,13 +454,13 @@ fn arm_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// A request body as JSON, or ARM's 400 for content it cannot read.
-fn json_body(body: &[u8]) -> Result<Value, Response> {
+fn json_body(body: &[u8]) -> Result<Value, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
-        arm_error(
+        Box::new(arm_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContent",
             &e.to_string(),
-        )
+        ))
     })
 }
 
@@ -688,7 +688,7 @@ fn route(
             Method::PUT => {
                 let request = match json_body(body) {
                     Ok(v) => v,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
                 let level = request["properties"]["level"].as_str().unwrap_or("");
                 if !["CanNotDelete", "ReadOnly"].contains(&level) {
@@ -836,7 +836,7 @@ fn route(
                 Method::PUT => {
                     let request = match json_body(body) {
                         Ok(v) => v,
-                        Err(r) => return r,
+                        Err(r) => return *r,
                     };
                     let source = request["properties"]["creationData"]["sourceResourceId"]
                         .as_str()
@@ -903,7 +903,7 @@ fn route(
                 Method::PATCH => {
                     let request = match json_body(body) {
                         Ok(v) => v,
-                        Err(r) => return r,
+                        Err(r) => return *r,
                     };
                     let Some(snap) = state.resources.get_mut(&id_lower) else {
                         return not_found("Microsoft.Compute/snapshots", snap_name, rg);
@@ -961,7 +961,7 @@ fn route(
         {
             let request = match json_body(body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let id = format!(
                 "{}/providers/Microsoft.Network/networkSecurityGroups/{nsg_name}",
@@ -1016,7 +1016,7 @@ fn route(
         ("microsoft.network/networkinterfaces", Some(nic_name), None) if *method == Method::PUT => {
             let request = match json_body(body) {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             let Some(existing) = state.resources.get(&id_lower).cloned() else {
                 return not_found("Microsoft.Network/networkInterfaces", nic_name, rg);
