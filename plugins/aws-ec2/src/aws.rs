@@ -1,5 +1,6 @@
-//! The EC2 client as the sandbox builds it, error mapping, and small helpers
-//! shared by the verbs.
+//! The EC2 client as the sandbox builds it, EC2's error codes, and small
+//! helpers shared by the verbs. (The SDK configuration and the mapping of
+//! SDK errors are irhost-plugin-sdk-aws's, shared with the S3 vault.)
 //!
 //! The client carries no credentials: requests leave the component unsigned
 //! (the `no_auth` scheme, enabled with `allow_no_auth()`) and the host signs
@@ -9,16 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use aws_sdk_ec2::config::interceptors::AfterDeserializationInterceptorContextRef;
-use aws_sdk_ec2::config::retry::RetryConfig;
-use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
-use aws_sdk_ec2::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ec2::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_ec2::types::{
     Filter, Instance, NetworkInterface as Eni, ResourceType, Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
-use aws_smithy_wasm::wasi::{WasiHttpClientBuilder, WasiSleep};
 use irhost_plugin_sdk::prelude::*;
+use irhost_plugin_sdk_aws::{Call, ServiceErrors};
 
 pub const TAG_CASE: &str = "irhost:case";
 pub const TAG_SOURCE_INSTANCE: &str = "irhost:source-instance";
@@ -30,6 +30,29 @@ pub const TAG_PREVIOUS_GROUPS: &str = "irhost:previous-groups";
 pub const TAG_SEALED: &str = "irhost:sealed";
 pub const TAG_SEAL_DIGEST: &str = "irhost:seal-digest";
 pub const TAG_SEALED_AT: &str = "irhost:sealed-at";
+
+/// EC2's error codes by the contract's error kind.
+const EC2_ERRORS: ServiceErrors = ServiceErrors {
+    service: "EC2",
+    not_found: &["InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"],
+    throttled: &[
+        "RequestLimitExceeded",
+        "SnapshotCreationPerVolumeRateExceeded",
+        "Throttling",
+        "ThrottlingException",
+    ],
+    throttled_statuses: &[],
+    denied: &[
+        "UnauthorizedOperation",
+        "AuthFailure",
+        "Blocked",
+        "OptInRequired",
+        "SignatureDoesNotMatch",
+    ],
+    conflict: &["IncorrectInstanceState", "IncorrectState"],
+    invalid_input: &[],
+    name_by_status: false,
+};
 
 /// Where and how the plugin talks to EC2 for one call.
 pub struct Ec2 {
@@ -58,21 +81,16 @@ impl Ec2 {
         // retry-after the plugin reports).
         let max_attempts: u32 = param_or("max_attempts", 1)?;
         let retry_after_ms: u64 = param_or("retry_after_ms", 2000)?;
-        let mut config = aws_sdk_ec2::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(region.clone()))
-            .http_client(WasiHttpClientBuilder::new().build())
-            .sleep_impl(WasiSleep)
-            .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+        let sdk_config =
+            irhost_plugin_sdk_aws::sdk_config(&region, endpoint.as_deref(), max_attempts);
+        let config = aws_sdk_ec2::config::Builder::from(&sdk_config)
             // No credentials provider: the sigv4 scheme has no identity, so
             // the resolver falls back to no_auth and the request goes out
             // unsigned; the host signs it.
-            .allow_no_auth();
-        if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
-            config = config.endpoint_url(endpoint);
-        }
+            .allow_no_auth()
+            .build();
         Ok(Ec2 {
-            client: Client::from_conf(config.build()),
+            client: Client::from_conf(config),
             region,
             retry_after_ms,
         })
@@ -83,59 +101,7 @@ impl Ec2 {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let code = error.code().map(str::to_string);
-        let message = error
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
-        let text = format!("{operation}: {message}");
-        match code.as_deref() {
-            Some("InvalidInstanceID.NotFound" | "InvalidInstanceID.Malformed") => {
-                PluginError::NotFound(text)
-            }
-            Some(
-                "RequestLimitExceeded"
-                | "SnapshotCreationPerVolumeRateExceeded"
-                | "Throttling"
-                | "ThrottlingException",
-            ) => PluginError::Throttled(Throttle {
-                message: text,
-                retry_after_ms: self.retry_after_ms,
-            }),
-            Some(
-                "UnauthorizedOperation"
-                | "AuthFailure"
-                | "Blocked"
-                | "OptInRequired"
-                | "SignatureDoesNotMatch",
-            ) => PluginError::Denied(text),
-            Some("IncorrectInstanceState" | "IncorrectState") => PluginError::Conflict(text),
-            Some(code) => PluginError::Provider(ProviderFailure {
-                code: code.to_string(),
-                message: text,
-            }),
-            None => {
-                let debug = format!("{error:?}");
-                if debug.contains("HttpRequestDenied") {
-                    PluginError::Denied(format!(
-                        "{operation}: the host denied the request to the EC2 endpoint \
-                         (is it in the plugin's allow_hosts?)"
-                    ))
-                } else {
-                    let code = match &error {
-                        SdkError::TimeoutError(_) => "timeout",
-                        SdkError::DispatchFailure(_) => "dispatch",
-                        SdkError::ResponseError(_) => "response",
-                        SdkError::ConstructionFailure(_) => "construction",
-                        _ => "unknown",
-                    };
-                    PluginError::Provider(ProviderFailure {
-                        code: code.into(),
-                        message: text,
-                    })
-                }
-            }
-        }
+        EC2_ERRORS.map(&Call::new(operation, self.retry_after_ms), error)
     }
 
     /// The instance, or not-found.

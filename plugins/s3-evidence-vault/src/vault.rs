@@ -1,21 +1,20 @@
 //! The uploads: settings from the step's parameters, the S3 client as the
-//! sandbox builds it (no credentials, wasi:http, the host signs), one
-//! locked, checksummed PutObject per input (or the reuse of an identical
-//! locked object), and the mapping of S3 errors onto the contract's.
+//! sandbox builds it (irhost-plugin-sdk-aws's configuration: no
+//! credentials, wasi:http, the host signs), one locked, checksummed
+//! PutObject per input (or the reuse of an identical locked object), and
+//! S3's error codes for the shared mapping onto the contract's errors.
 
 use std::time::SystemTime;
 
-use aws_sdk_s3::config::retry::RetryConfig;
-use aws_sdk_s3::config::Region;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ObjectLockEnabled, ObjectLockMode, ObjectLockRetention,
     ObjectLockRetentionMode,
 };
 use aws_sdk_s3::Client;
-use aws_smithy_wasm::wasi::{WasiHttpClientBuilder, WasiSleep};
 use irhost_plugin_sdk::prelude::*;
+use irhost_plugin_sdk_aws::{Call, ServiceErrors};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -46,6 +45,36 @@ pub struct Settings {
     pub max_attempts: u32,
     pub retry_after_ms: u64,
 }
+
+/// S3's error codes by the contract's error kind (`NoSuchBucket` and
+/// `ObjectLockConfigurationNotFoundError` have messages of their own: see
+/// [`Vault::err`]).
+const S3_ERRORS: ServiceErrors = ServiceErrors {
+    service: "S3",
+    not_found: &[],
+    throttled: &[
+        "SlowDown",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    ],
+    throttled_statuses: &[503],
+    denied: &[
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AllAccessDisabled",
+    ],
+    conflict: &[],
+    invalid_input: &[
+        "InvalidRequest",
+        "InvalidArgument",
+        "MissingUploadObjectWithObjectLockHeaders",
+    ],
+    name_by_status: true,
+};
 
 fn invalid(message: impl Into<String>) -> PluginError {
     PluginError::InvalidInput(message.into())
@@ -151,21 +180,19 @@ fn meta<'a>(artifact: &'a Artifact, key: &str) -> Option<&'a str> {
 
 impl Vault {
     pub fn new(settings: Settings) -> Result<Self, PluginError> {
-        let mut config = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(Region::new(settings.region.clone()))
-            .http_client(WasiHttpClientBuilder::new().build())
-            .sleep_impl(WasiSleep)
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+        let sdk_config = irhost_plugin_sdk_aws::sdk_config(
+            &settings.region,
+            settings.endpoint_url.as_deref(),
+            settings.max_attempts,
+        );
+        let config = aws_sdk_s3::config::Builder::from(&sdk_config)
             .force_path_style(settings.force_path_style)
             // No credentials provider: requests go out unsigned (no_auth)
             // and the host signs them at its egress boundary.
-            .allow_no_auth();
-        if let Some(endpoint) = &settings.endpoint_url {
-            config = config.endpoint_url(endpoint);
-        }
+            .allow_no_auth()
+            .build();
         Ok(Vault {
-            client: Client::from_conf(config.build()),
+            client: Client::from_conf(config),
             settings,
         })
     }
@@ -449,66 +476,27 @@ impl Vault {
             })
     }
 
-    /// Map an SDK error to the contract's error, naming the operation.
+    /// Map an SDK error to the contract's error, naming the operation and
+    /// the bucket.
     fn err<E>(&self, operation: &str, error: SdkError<E>) -> PluginError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let status = error.raw_response().map(|r| r.status().as_u16());
-        let code = error.code().map(str::to_string);
-        let message = error
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| DisplayErrorContext(&error).to_string());
         let bucket = &self.settings.bucket;
-        let text = format!("{operation} (bucket {bucket}): {message}");
-        match code.as_deref() {
+        match error.code() {
             Some("NoSuchBucket") => {
                 PluginError::NotFound(format!("{operation}: bucket {bucket} does not exist"))
             }
             Some("ObjectLockConfigurationNotFoundError") => invalid(format!(
                 "bucket {bucket} has no Object Lock configuration: create it with ObjectLockEnabledForBucket"
             )),
-            Some(
-                "SlowDown" | "ServiceUnavailable" | "Throttling" | "ThrottlingException"
-                | "RequestLimitExceeded" | "TooManyRequestsException",
-            ) => PluginError::Throttled(Throttle {
-                message: text,
-                retry_after_ms: self.settings.retry_after_ms,
-            }),
-            _ if status == Some(503) => PluginError::Throttled(Throttle {
-                message: text,
-                retry_after_ms: self.settings.retry_after_ms,
-            }),
-            Some(
-                "AccessDenied" | "SignatureDoesNotMatch" | "InvalidAccessKeyId"
-                | "AllAccessDisabled",
-            ) => PluginError::Denied(text),
-            Some("InvalidRequest" | "InvalidArgument" | "MissingUploadObjectWithObjectLockHeaders") => {
-                invalid(text)
-            }
-            Some(code) => PluginError::Provider(ProviderFailure {
-                code: code.to_string(),
-                message: text,
-            }),
-            None => {
-                if format!("{error:?}").contains("HttpRequestDenied") {
-                    PluginError::Denied(format!(
-                        "{operation}: the host denied the request to the S3 endpoint (is it in the plugin's allow_hosts?)"
-                    ))
-                } else {
-                    let code = match &error {
-                        SdkError::TimeoutError(_) => "timeout".to_string(),
-                        SdkError::DispatchFailure(_) => "dispatch".to_string(),
-                        SdkError::ResponseError(_) => "response".to_string(),
-                        SdkError::ConstructionFailure(_) => "construction".to_string(),
-                        _ => status.map_or("unknown".to_string(), |s| format!("http-{s}")),
-                    };
-                    PluginError::Provider(ProviderFailure {
-                        code,
-                        message: text,
-                    })
-                }
+            _ => {
+                let call = Call {
+                    operation,
+                    prefix: format!("{operation} (bucket {bucket})"),
+                    retry_after_ms: self.settings.retry_after_ms,
+                };
+                S3_ERRORS.map(&call, error)
             }
         }
     }
