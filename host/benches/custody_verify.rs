@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let t = Instant::now();
-    let scan = custody::verify::scan_journal(&case_dir.join("journal.jsonl"))
+    let scan = irhost::journal::chain::walk_file(&case_dir.join("journal.jsonl"))
         .map_err(|p| anyhow::anyhow!("{p}"))?;
     println!(
         "journal chain alone: {} records in {:.1} ms",

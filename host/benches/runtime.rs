@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use irhost::case_id::CaseId;
 use irhost::cloud::CloudEnv;
 use irhost::engine::{self, RunOptions};
 use irhost::plan::PlaybookPlan;
 use irhost::runtime::bindings::Target;
 use irhost::runtime::sandbox::CallContext;
-use irhost::runtime::{Invocation, PluginRuntime, PluginSource, RuntimeConfig};
+use irhost::runtime::{Action, Invocation, PluginRuntime, PluginSource, RuntimeConfig};
 use irhost::target::TargetSpec;
 
 fn plugin(name: &str) -> PathBuf {
@@ -65,7 +66,7 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
             "snapshot"
         };
         let invocation = || Invocation {
-            action: action.into(),
+            action: Action::parse(action),
             target: Target {
                 provider: "test".into(),
                 id: "t".into(),
@@ -190,7 +191,11 @@ fn fleet(rt: &tokio::runtime::Runtime, targets: usize, concurrency: usize) {
         .map(|i| TargetSpec::parse(&format!("test:host-{i}")).unwrap())
         .collect();
     let n = targets.len();
-    let options = RunOptions::new(Some("fleet".into()), dir.path().join("cases"), concurrency);
+    let options = RunOptions::new(
+        CaseId::parse("fleet").ok(),
+        dir.path().join("cases"),
+        concurrency,
+    );
     let start = Instant::now();
     let summary = rt
         .block_on(engine::run_plan(

@@ -7,6 +7,7 @@
 //! ```no_run
 //! use futures::StreamExt;
 //! use irhost::api::Host;
+//! use irhost::case_id::CaseId;
 //! use irhost::engine::RunOptions;
 //! use irhost::runtime::RuntimeConfig;
 //! use irhost::target::TargetSpec;
@@ -23,7 +24,7 @@
 //!
 //! // Start the run: it proceeds on its own tasks.
 //! let targets = vec![TargetSpec::parse("aws:i-0abc").map_err(anyhow::Error::msg)?];
-//! let options = RunOptions::new(Some("IR-42".into()), "cases".into(), 16);
+//! let options = RunOptions::new(Some(CaseId::parse("IR-42").map_err(anyhow::Error::msg)?), "cases".into(), 16);
 //! let run = host.start(plan, targets, options);
 //!
 //! // Every journal record, from the first, as a stream that ends with the run.
@@ -38,7 +39,6 @@
 //! # }
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -50,11 +50,11 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cloud::CloudEnv;
-use crate::engine::{self, RecordObserver, RunOptions, RunSummary};
+use crate::diagnostics::Diagnostics;
+use crate::engine::{self, RunOptions, RunSummary};
 use crate::events::{RunEvent, Status};
-use crate::journal::JournalRecord;
+use crate::journal::{JournalRecord, RecordObserver};
 use crate::plan::PlaybookPlan;
-use crate::playbook::Diagnostics;
 use crate::runtime::{PluginRuntime, RuntimeConfig};
 use crate::target::TargetSpec;
 
@@ -115,7 +115,11 @@ impl Host {
         if !plan.sealed.is_empty() {
             // The sealed phase runs once, as the target `case:<case-id>`.
             let sealed: Vec<String> = plan.sealed.iter().map(|s| s.spec.id.clone()).collect();
-            let case = format!("{}:{}", crate::sealed_phase::CASE_PROVIDER, options.case_id);
+            let case = format!(
+                "{}:{}",
+                crate::custody::sealed_case::CASE_PROVIDER,
+                options.case_id
+            );
             let extra = RunStatus::new(&options, String::new(), &[case], &sealed, String::new());
             status.targets.extend(extra.targets);
         }
@@ -132,7 +136,7 @@ impl Host {
         let handle = RunHandle {
             inner: Arc::new(HandleInner {
                 run_id: options.run_id.clone(),
-                case_id: options.case_id.clone(),
+                case_id: options.case_id.to_string(),
                 case_dir: options.case_dir(),
                 shared: shared.clone(),
                 cancel: cancel.clone(),
@@ -236,14 +240,11 @@ struct Shared {
     status: Mutex<RunStatus>,
 }
 
-/// Records in journal order, and the subscribers to hand them to.
+/// Records in journal order (the recorder notifies under the journal's
+/// lock), and the subscribers to hand them to.
 #[derive(Default)]
 struct Hub {
     history: Vec<JournalRecord>,
-    /// Records that arrived ahead of an earlier one (observers of
-    /// concurrent targets race between the journal and the hub).
-    early: BTreeMap<u64, JournalRecord>,
-    next_seq: Option<u64>,
     subscribers: Vec<mpsc::UnboundedSender<JournalRecord>>,
     closed: bool,
 }
@@ -262,19 +263,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .apply(&record.event);
-        let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
-        let next = *hub.next_seq.get_or_insert(record.seq);
-        if record.seq != next {
-            hub.early.insert(record.seq, record.clone());
-            return;
-        }
-        hub.deliver(record.clone());
-        let mut next = next + 1;
-        while let Some(r) = hub.early.remove(&next) {
-            hub.deliver(r);
-            next += 1;
-        }
-        hub.next_seq = Some(next);
+        self.hub
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .deliver(record.clone());
     }
 
     fn finish(&self, outcome: &Outcome) {
@@ -302,10 +294,6 @@ impl Shared {
             }
         }
         let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
-        let early = std::mem::take(&mut hub.early);
-        for (_, r) in early {
-            hub.deliver(r);
-        }
         hub.closed = true;
         hub.subscribers.clear();
     }
@@ -345,8 +333,9 @@ impl Stream for RunEvents {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunState {
     Running,
     Succeeded,
@@ -355,6 +344,13 @@ pub enum RunState {
     Cancelled,
     /// The run could not proceed (its journal could not be written).
     Error,
+}
+
+impl RunState {
+    /// The name used in answers and journals (`succeeded`, ...).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// Where a target or a step stands.
@@ -418,7 +414,7 @@ impl RunStatus {
     ) -> Self {
         RunStatus {
             run_id: options.run_id.clone(),
-            case_id: options.case_id.clone(),
+            case_id: options.case_id.to_string(),
             playbook,
             state: RunState::Running,
             started_at,
@@ -509,6 +505,7 @@ impl RunStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case_id::CaseId;
     use futures::StreamExt;
 
     fn record(seq: u64) -> JournalRecord {
@@ -524,7 +521,7 @@ mod tests {
     }
 
     fn shared() -> Shared {
-        let options = RunOptions::new(Some("c".into()), "cases".into(), 1);
+        let options = RunOptions::new(CaseId::parse("c").ok(), "cases".into(), 1);
         Shared {
             hub: Mutex::new(Hub::default()),
             status: Mutex::new(RunStatus::new(
@@ -542,8 +539,8 @@ mod tests {
         let shared = shared();
         shared.record(&record(5));
         let early = shared.subscribe();
-        shared.record(&record(7));
         shared.record(&record(6));
+        shared.record(&record(7));
         let late = shared.subscribe();
         shared.record(&record(8));
         // (An outcome without a summary, so that this test does not depend on

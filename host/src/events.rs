@@ -1,19 +1,26 @@
 //! Everything that happens in a run, as data. Each [`RunEvent`] becomes one
 //! journal record and, with `--json`, one line on stdout.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
+/// Where events go (a case journal, or nowhere).
+pub type EventSink = Arc<dyn Fn(RunEvent) + Send + Sync>;
+
 /// Outcome of a step or a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Status {
     Succeeded,
     Failed,
     Skipped,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunEvent {
     RunStarted {
         run_id: String,
@@ -189,8 +196,9 @@ pub enum RunEvent {
 }
 
 /// A decision of `irhost watch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum WatchDecisionKind {
     /// A rule matched: a run was started (see `run_id`, `case`).
     Matched,
@@ -204,7 +212,26 @@ pub enum WatchDecisionKind {
     RunFinished,
 }
 
+impl Status {
+    /// The name used in journals (`succeeded`, `failed`, `skipped`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl WatchDecisionKind {
+    /// The name used in journals (`matched`, `run_finished`, ...).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 impl RunEvent {
+    /// The record's `type` as written in the journal (`step_started`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.into()
+    }
+
     /// The target an event belongs to, if any.
     pub fn target(&self) -> Option<&str> {
         match self {
@@ -220,5 +247,24 @@ impl RunEvent {
             | RunEvent::TargetFinished { target, .. } => Some(target),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serialized_names() {
+        let event = RunEvent::TargetStarted {
+            target: "test:a".into(),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], event.kind());
+        for status in [Status::Succeeded, Status::Failed, Status::Skipped] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        let kind = WatchDecisionKind::RunFinished;
+        assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
     }
 }

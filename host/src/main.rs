@@ -16,15 +16,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use futures::StreamExt;
 use irhost::api::Host;
+use irhost::case_id::CaseId;
 use irhost::cloud::CloudEnv;
 use irhost::custody;
-use irhost::engine::{RecordObserver, RunOptions};
+use irhost::diagnostics::{parse_duration, Diagnostics};
+use irhost::engine::RunOptions;
 use irhost::events::{RunEvent, Status};
+use irhost::http_auth::BearerToken;
+use irhost::journal::RecordObserver;
 use irhost::plan::PlaybookPlan;
-use irhost::playbook::{parse_duration, Diagnostics};
 use irhost::rules::Rules;
 use irhost::runtime::{PluginRuntime, PluginSource, RuntimeConfig};
-use irhost::serve::{BearerToken, ServeConfig};
+use irhost::serve::ServeConfig;
 use irhost::target::TargetSpec;
 use irhost::watch::{WatchError, WatchOptions, Watcher};
 
@@ -324,7 +327,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     parse_duration(&d).map_err(|e| Failure::Invalid(format!("--dedup-window: {e}")))
                 })
                 .transpose()?;
-            if !irhost::rules::valid_case_id(&journal_id) {
+            if !CaseId::is_valid(&journal_id) {
                 return Err(Failure::Invalid(format!(
                     "--journal-id `{journal_id}`: not a valid case id"
                 )));
@@ -445,6 +448,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             json,
             signing_key,
         } => {
+            let case = case
+                .map(|c| CaseId::parse(&c))
+                .transpose()
+                .map_err(|e| Failure::Invalid(format!("--case: {e}")))?;
             let signing_key = signing_key
                 .map(|path| custody::keys::SigningKey::load(&path))
                 .transpose()
@@ -486,10 +493,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                             format!(
                                 "{} {}{}",
                                 s.id,
-                                serde_json::to_value(s.status)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(str::to_string))
-                                    .unwrap_or_default(),
+                                s.status.as_str(),
                                 s.error
                                     .as_ref()
                                     .map(|e| format!(": {e}"))

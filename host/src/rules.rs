@@ -35,7 +35,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::playbook::{parse_duration, table_to_json, toml_diagnostic, Diagnostics, SourceMap};
+use crate::case_id::CaseId;
+use crate::diagnostics::{parse_duration, table_to_json, toml_diagnostic, Diagnostics, SourceMap};
 use crate::target::TargetSpec;
 
 /// Runs at once, when the rules file does not say.
@@ -393,9 +394,9 @@ impl Rule {
     }
 
     /// The case id for `event`, when the rule has a template.
-    pub fn case_id(&self, event: &Value, first_target: Option<&TargetSpec>) -> Option<String> {
+    pub fn case_id(&self, event: &Value, first_target: Option<&TargetSpec>) -> Option<CaseId> {
         let template = self.case.as_ref()?;
-        Some(sanitize_case_id(&render(template, event, first_target)))
+        Some(CaseId::sanitize(&render(template, event, first_target)))
     }
 
     /// The run parameters for `event` (string values are templates).
@@ -598,39 +599,6 @@ pub fn render(template: &str, event: &Value, target: Option<&TargetSpec>) -> Str
     out
 }
 
-/// Whether `id` can name a case directory: 1-128 of `A-Z a-z 0-9 . _ -`,
-/// not starting with `.` or `-`.
-pub fn valid_case_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && !id.starts_with(['.', '-'])
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
-/// Make a rendered template a valid case id.
-pub fn sanitize_case_id(text: &str) -> String {
-    let mut id: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(128)
-        .collect();
-    while id.starts_with(['.', '-']) {
-        id.remove(0);
-    }
-    if id.is_empty() {
-        id = crate::engine::new_case_id();
-    }
-    id
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -685,7 +653,10 @@ target = { provider = "aws", id = "detail.resource.instanceDetails.instanceId", 
         assert_eq!(targets.len(), 1);
         assert_eq!(targets[0].label(), "aws:i-1");
         assert_eq!(targets[0].region.as_deref(), Some("us-east-1"));
-        assert_eq!(rule.case_id(&hit, targets.first()).unwrap(), "gd-abc-def");
+        assert_eq!(
+            rule.case_id(&hit, targets.first()).unwrap().as_str(),
+            "gd-abc-def"
+        );
         assert!(r
             .first_match(&finding(5.0, "Backdoor:EC2/C&CActivity.B"))
             .is_none());
@@ -713,7 +684,7 @@ target = { provider = "aws", id = "detail.resource.instanceDetails.instanceId", 
         assert!(glob_match("Backdoor:EC2/*", "Backdoor:EC2/C&CActivity.B"));
         assert!(glob_match("a?c*", "abcdef"));
         assert!(!glob_match("a?c", "abcd"));
-        assert_eq!(sanitize_case_id("../x y"), "x-y");
-        assert!(!valid_case_id("../etc"));
+        assert_eq!(CaseId::sanitize("../x y").as_str(), "x-y");
+        assert!(!CaseId::is_valid("../etc"));
     }
 }

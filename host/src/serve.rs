@@ -11,23 +11,22 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::api::{Host, RunHandle, RunStatus};
+use crate::case_id::CaseId;
 use crate::engine::RunOptions;
-use crate::rules::valid_case_id;
+use crate::http_auth::{require_token, BearerToken};
 use crate::target::TargetSpec;
 
 /// Default largest request body.
@@ -53,55 +52,6 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// Targets processed at once within one run (a request may lower it).
     pub run_concurrency: usize,
-}
-
-/// A bearer token, kept as its sha256 so that comparing it takes the same
-/// time whatever the candidate's length and content.
-#[derive(Clone)]
-pub struct BearerToken([u8; 32]);
-
-impl BearerToken {
-    pub fn new(token: &str) -> BearerToken {
-        BearerToken(Sha256::digest(token.as_bytes()).into())
-    }
-
-    /// Whether `headers` carry `Authorization: Bearer <this token>`.
-    pub fn authorizes(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let Some((scheme, token)) = value.trim().split_once(' ') else {
-            return false;
-        };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return false;
-        }
-        let candidate: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        candidate.ct_eq(&self.0).into()
-    }
-}
-
-/// Rejects requests without the bearer token (401).
-pub async fn require_token(
-    State(token): State<BearerToken>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if token.authorizes(request.headers()) {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(ErrorBody {
-                error: "missing or wrong bearer token".into(),
-            }),
-        )
-            .into_response()
-    }
 }
 
 struct ServeState {
@@ -320,13 +270,13 @@ async fn create_run(
     Json(request): Json<CreateRun>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
     let path = playbook_path(&state.config.playbooks_dir, &request.playbook)?;
-    if let Some(case) = &request.case {
-        if !valid_case_id(case) {
-            return Err(bad_request(format!(
-                "case `{case}`: 1-128 of A-Z a-z 0-9 . _ -, not starting with . or -"
-            )));
-        }
-    }
+    let case = match &request.case {
+        Some(case) => Some(
+            CaseId::parse(case)
+                .map_err(|_| bad_request(format!("case `{case}`: {}", crate::case_id::RULE)))?,
+        ),
+        None => None,
+    };
     let plan = state
         .host
         .load(&path)
@@ -351,7 +301,7 @@ async fn create_run(
         .concurrency
         .unwrap_or(state.config.run_concurrency)
         .clamp(1, state.config.run_concurrency.max(1));
-    let mut options = RunOptions::new(request.case, state.config.cases_dir.clone(), concurrency);
+    let mut options = RunOptions::new(case, state.config.cases_dir.clone(), concurrency);
     options.params = request.params;
     let run = state.host.start(plan, targets, options);
     let run_id = run.run_id().to_string();
@@ -413,10 +363,7 @@ async fn run_events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let run = find_run(&state, &id)?;
     let records = run.events().map(|record| {
-        let kind = serde_json::to_value(&record.event)
-            .ok()
-            .and_then(|v| v["type"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "record".into());
+        let kind = record.event.kind();
         let data = serde_json::to_string(&record).unwrap_or_default();
         Ok(Event::default()
             .id(record.seq.to_string())
@@ -509,7 +456,7 @@ async fn verify_case(
     State(state): State<AppState>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<VerifyAnswer>, ApiError> {
-    if !valid_case_id(&id) {
+    if !CaseId::is_valid(&id) {
         return Err(bad_request(format!("`{id}` is not a case id")));
     }
     if !state
@@ -573,25 +520,6 @@ mod tests {
         routes.sort();
         assert_eq!(documented, routes);
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
-    }
-
-    #[test]
-    fn tokens_compare_by_value_only() {
-        let token = BearerToken::new("s3cret-token-value");
-        let mut h = HeaderMap::new();
-        assert!(!token.authorizes(&h));
-        h.insert(header::AUTHORIZATION, "Bearer wrong".parse().unwrap());
-        assert!(!token.authorizes(&h));
-        h.insert(
-            header::AUTHORIZATION,
-            "Basic s3cret-token-value".parse().unwrap(),
-        );
-        assert!(!token.authorizes(&h));
-        h.insert(
-            header::AUTHORIZATION,
-            "bearer s3cret-token-value".parse().unwrap(),
-        );
-        assert!(token.authorizes(&h));
     }
 
     #[test]

@@ -20,11 +20,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::api::{Host, RunState};
+use crate::diagnostics::Diagnostics;
 use crate::engine::RunOptions;
 use crate::events::{RunEvent, WatchDecisionKind};
 use crate::journal::{CaseJournal, JournalRecord};
 use crate::plan::PlaybookPlan;
-use crate::playbook::Diagnostics;
 use crate::rules::{Rule, Rules};
 
 /// Largest event accepted (a line or a POST body).
@@ -297,7 +297,7 @@ impl Watcher {
             rule: Some(rule.name.clone()),
             targets: labels.clone(),
             run_id: Some(run_id.clone()),
-            case: Some(options.case_id.clone()),
+            case: Some(options.case_id.to_string()),
             reason: None,
         };
         record(&d, event_id, playbook.clone(), Some(event.clone()));
@@ -312,7 +312,7 @@ impl Watcher {
         let failed_runs = self.failed_runs.clone();
         let source = source.to_string();
         let rule_name = rule.name.clone();
-        let case = options.case_id.clone();
+        let case = options.case_id.to_string();
         self.runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -325,10 +325,7 @@ impl Watcher {
                 let reason = match &result {
                     Ok(summary) => format!(
                         "{}: {} succeeded, {} failed",
-                        serde_json::to_value(state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        state.as_str(),
                         summary.succeeded(),
                         summary.failed()
                     ),
@@ -556,10 +553,7 @@ fn print_record(record: &JournalRecord, json: bool) {
             reason,
             ..
         } => {
-            let kind = serde_json::to_value(decision)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let kind = decision.as_str();
             let mut text = format!("{kind:<12}");
             if let Some(line) = line {
                 text.push_str(&format!(" line {line}"));
@@ -608,14 +602,14 @@ impl From<Diagnostics> for WatchError {
 /// answers without a token; with a token, every other route needs it.
 pub fn http_router(
     watcher: Arc<Watcher>,
-    token: Option<crate::serve::BearerToken>,
+    token: Option<crate::http_auth::BearerToken>,
 ) -> axum::Router {
     use axum::routing::{get, post};
     let mut events = axum::Router::new().route("/v1/events", post(post_events));
     if let Some(token) = token {
         events = events.route_layer(axum::middleware::from_fn_with_state(
             token,
-            crate::serve::require_token,
+            crate::http_auth::require_token,
         ));
     }
     axum::Router::new()

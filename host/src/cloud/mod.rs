@@ -9,8 +9,7 @@ pub mod azure;
 
 use std::sync::Arc;
 
-use crate::egress::{EgressPolicy, HostPattern};
-use crate::runtime::LoadedPlugin;
+use crate::egress::{EgressAuthorizer, EgressPolicy, HostPattern};
 
 /// What the host's environment says about clouds, read once per process.
 pub struct CloudEnv {
@@ -41,23 +40,36 @@ impl CloudEnv {
         }
     }
 
-    /// Attach what a plugin of this provider needs. Returns notes for the
-    /// journal describing each change.
-    pub fn bind(&self, plugin: &mut LoadedPlugin) -> Vec<String> {
-        let provider = plugin.info.provider.clone();
+    /// What a plugin whose `describe` names `provider` gets from the host
+    /// for its cloud, given the playbook's allowed hosts and config. The
+    /// value says every change; [`CloudBinding::apply`] makes them.
+    pub fn binding(
+        &self,
+        provider: &str,
+        egress: &EgressPolicy,
+        config: &serde_json::Value,
+    ) -> CloudBinding {
         if provider == "aws" || provider.starts_with("aws-") {
-            self.bind_aws(plugin, provider.strip_prefix("aws-").unwrap_or("ec2"))
+            self.aws_binding(
+                provider.strip_prefix("aws-").unwrap_or("ec2"),
+                egress,
+                config,
+            )
         } else if provider == "azure" {
-            self.bind_azure(plugin)
+            self.azure_binding(config)
         } else {
-            Vec::new()
+            CloudBinding::default()
         }
     }
 
-    fn bind_aws(&self, plugin: &mut LoadedPlugin, service: &str) -> Vec<String> {
-        let mut notes = Vec::new();
-        let mut policy: EgressPolicy = (*plugin.egress).clone();
-        if policy.patterns().is_empty() {
+    fn aws_binding(
+        &self,
+        service: &str,
+        egress: &EgressPolicy,
+        config: &serde_json::Value,
+    ) -> CloudBinding {
+        let mut binding = CloudBinding::default();
+        if egress.patterns().is_empty() {
             let default: Vec<String> = match service {
                 // Regional endpoints, path-style requests (`*.s3.*` is not a
                 // pattern the egress policy can express; a virtual-hosted
@@ -66,84 +78,85 @@ impl CloudEnv {
                 other => vec![format!("{other}.*.amazonaws.com")],
             };
             for pattern in &default {
-                policy.allow(HostPattern::parse(pattern).expect("valid default pattern"));
+                binding
+                    .allowed_hosts
+                    .push(HostPattern::parse(pattern).expect("valid default pattern"));
             }
-            notes.push(format!(
+            binding.notes.push(format!(
                 "no allow_hosts given: allowing the AWS {service} endpoints ({})",
                 default.join(", ")
             ));
         }
-        let config = plugin.config.as_object_mut();
-        if let Some(config) = config {
+        if let Some(config) = config.as_object() {
             if let Some(url) = self.aws.endpoint_for(service) {
                 if config.contains_key("endpoint_url") {
-                    notes.push(format!(
+                    binding.notes.push(format!(
                         "the playbook's endpoint_url wins over the environment's {url}"
                     ));
                 } else {
                     match endpoint_pattern(url) {
                         Ok(pattern) => {
-                            notes.push(format!(
+                            binding.notes.push(format!(
                                 "endpoint override from AWS_ENDPOINT_URL: {url} passed to the plugin and added to its allowed hosts ({pattern})"
                             ));
-                            policy.allow(pattern);
-                            config.insert(
+                            binding.allowed_hosts.push(pattern);
+                            binding.config_patch.insert(
                                 "endpoint_url".into(),
                                 serde_json::Value::String(url.to_string()),
                             );
                         }
-                        Err(e) => notes.push(format!("ignoring AWS endpoint override {url}: {e}")),
+                        Err(e) => binding
+                            .notes
+                            .push(format!("ignoring AWS endpoint override {url}: {e}")),
                     }
                 }
             }
             if let Some(region) = &self.aws.region {
-                config
-                    .entry("region")
-                    .or_insert_with(|| serde_json::Value::String(region.clone()));
+                if !config.contains_key("region") {
+                    binding
+                        .config_patch
+                        .insert("region".into(), serde_json::Value::String(region.clone()));
+                }
             }
         }
-        let region = plugin
-            .config
+        let region = binding
+            .config_patch
             .get("region")
+            .or_else(|| config.get("region"))
             .and_then(|r| r.as_str())
             .unwrap_or("us-east-1")
             .to_string();
-        plugin.egress = Arc::new(policy);
-        plugin.authorizer = Some(Arc::new(aws::AwsSigner::new(
+        binding.authorizer = Some(Arc::new(aws::AwsSigner::new(
             self.aws_credentials.clone(),
             service,
             &region,
         )));
-        notes.push(format!("requests to allowed hosts are signed by the host with SigV4 ({service}, default region {region}); the plugin holds no credentials"));
-        notes
+        binding.notes.push(format!("requests to allowed hosts are signed by the host with SigV4 ({service}, default region {region}); the plugin holds no credentials"));
+        binding
     }
-}
 
-impl CloudEnv {
-    fn bind_azure(&self, plugin: &mut LoadedPlugin) -> Vec<String> {
-        let mut notes = Vec::new();
-        let mut policy: EgressPolicy = (*plugin.egress).clone();
-        let configured = plugin
-            .config
+    fn azure_binding(&self, config: &serde_json::Value) -> CloudBinding {
+        let mut binding = CloudBinding::default();
+        let configured = config
             .get("endpoint_url")
             .and_then(|v| v.as_str())
             .map(str::to_string);
         let endpoint = match (&configured, &self.azure.resource_manager) {
             (Some(url), Some(env)) => {
-                notes.push(format!(
+                binding.notes.push(format!(
                     "the playbook's endpoint_url {url} wins over AZURE_RESOURCE_MANAGER_URL {env}"
                 ));
                 url.clone()
             }
             (Some(url), None) => url.clone(),
             (None, Some(env)) => {
-                if let Some(config) = plugin.config.as_object_mut() {
-                    config.insert(
+                if config.is_object() {
+                    binding.config_patch.insert(
                         "endpoint_url".into(),
                         serde_json::Value::String(env.clone()),
                     );
                 }
-                notes.push(format!(
+                binding.notes.push(format!(
                     "endpoint override from AZURE_RESOURCE_MANAGER_URL: {env} passed to the plugin"
                 ));
                 env.clone()
@@ -152,34 +165,74 @@ impl CloudEnv {
         };
         match endpoint_pattern(&endpoint) {
             Ok(pattern) => {
-                notes.push(format!(
+                binding.notes.push(format!(
                     "the ARM endpoint {pattern} is added to the allowed hosts"
                 ));
-                policy.allow(pattern);
+                binding.allowed_hosts.push(pattern);
             }
-            Err(e) => notes.push(format!("ignoring ARM endpoint {endpoint}: {e}")),
+            Err(e) => binding
+                .notes
+                .push(format!("ignoring ARM endpoint {endpoint}: {e}")),
         }
-        plugin.egress = Arc::new(policy);
         // The token goes only to the ARM endpoint the environment names (or
         // public ARM), never to a host a playbook chose: a playbook must not
         // be able to send the responder's token somewhere else.
         let trusted = self.azure.resource_manager().to_string();
         if endpoint_pattern(&endpoint).ok() != endpoint_pattern(&trusted).ok() {
-            notes.push(format!(
+            binding.notes.push(format!(
                 "the playbook's endpoint_url {endpoint} is not the environment's ARM endpoint ({trusted}): requests to it carry no token"
             ));
         }
         match azure::ArmAuthorizer::new(self.azure_tokens.clone(), &trusted) {
             Ok(authorizer) => {
-                plugin.authorizer = Some(Arc::new(authorizer));
-                notes.push(format!(
+                binding.authorizer = Some(Arc::new(authorizer));
+                binding.notes.push(format!(
                     "requests to the ARM endpoint {trusted} carry a bearer token the host obtains ({}); the plugin holds no credential and no other host receives the token",
                     self.azure.token_source()
                 ));
             }
-            Err(e) => notes.push(format!("no ARM authorization: endpoint {trusted}: {e}")),
+            Err(e) => binding
+                .notes
+                .push(format!("no ARM authorization: endpoint {trusted}: {e}")),
         }
-        notes
+        binding
+    }
+}
+
+/// What the host adds to one plugin for its cloud. Nothing here is handed
+/// to the plugin but the config patch (endpoints, region): the authorizer
+/// acts at the egress, outside the sandbox.
+#[derive(Default, Clone)]
+pub struct CloudBinding {
+    /// Hosts added to the plugin's allowed hosts, after the playbook's.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Signs or authorizes requests at the egress (SigV4, ARM token).
+    pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    /// Keys set in the plugin's config (never replacing the playbook's).
+    pub config_patch: serde_json::Map<String, serde_json::Value>,
+    /// Each change in words, for the journal.
+    pub notes: Vec<String>,
+}
+
+impl CloudBinding {
+    /// The playbook's allowed hosts with the binding's added.
+    pub fn egress(&self, playbook: &EgressPolicy) -> EgressPolicy {
+        let mut policy = playbook.clone();
+        for pattern in &self.allowed_hosts {
+            policy.allow(pattern.clone());
+        }
+        policy
+    }
+
+    /// The plugin's config with the patch applied.
+    pub fn config(&self, playbook: &serde_json::Value) -> serde_json::Value {
+        let mut config = playbook.clone();
+        if let Some(map) = config.as_object_mut() {
+            for (k, v) in &self.config_patch {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        config
     }
 }
 

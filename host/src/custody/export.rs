@@ -11,6 +11,8 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::digest::is_sha256;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Exported {
     pub file: String,
@@ -18,10 +20,6 @@ pub struct Exported {
     pub bytes: u64,
     /// sha256 of the tar file, to record at hand-off.
     pub sha256: String,
-}
-
-fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The files of a case that belong in a bundle, relative, sorted.

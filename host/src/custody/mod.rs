@@ -13,13 +13,17 @@
 //!   atomically (write a temporary file, rename) at each seal. An unsigned
 //!   seal removes a stale `manifest.sig`.
 //!
-//! Modules: [`keys`] (Ed25519 key files), [`manifest`] (the manifest
-//! format), [`verify`] (`irhost verify`), [`timeline`] (`irhost case
-//! show`), [`export`] (`irhost case export`).
+//! Modules: [`artifacts`] (the artifact store), [`keys`] (Ed25519 key
+//! files), [`manifest`] (the manifest format), [`sealed_case`] (what a
+//! seal sealed, read back for the sealed phase), [`verify`] (`irhost
+//! verify`), [`timeline`] (`irhost case show`), [`export`] (`irhost case
+//! export`).
 
+pub mod artifacts;
 pub mod export;
 pub mod keys;
 pub mod manifest;
+pub mod sealed_case;
 pub mod timeline;
 pub mod verify;
 
@@ -98,7 +102,8 @@ pub fn seal_case(
     });
     journal.sync()?;
     // Never seal a chain that does not verify.
-    let scan = verify::scan_journal(journal.path()).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let scan =
+        crate::journal::chain::walk_file(journal.path()).map_err(|b| anyhow::anyhow!("{b}"))?;
     if scan.len() != records {
         anyhow::bail!(
             "the journal has {} records, {records} expected: was it written concurrently?",

@@ -125,10 +125,7 @@ pub fn build(records: &[JournalRecord]) -> Timeline {
                     seq: r.seq,
                     time: r.time.clone(),
                     run_id: run_id.clone(),
-                    event: serde_json::to_value(&r.event)
-                        .ok()
-                        .and_then(|v| v["type"].as_str().map(String::from))
-                        .unwrap_or_default(),
+                    event: r.event.kind().to_string(),
                     step: step.map(String::from),
                     text,
                 });

@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 
 use super::keys::PublicKey;
 use super::manifest::{self, Manifest, ManifestArtifact};
+use crate::digest::is_sha256;
 use crate::events::RunEvent;
-use crate::journal::{JournalRecord, GENESIS};
+use crate::journal::chain::{self, BreakKind, ChainBreak, ChainWalk};
 
 /// What is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,165 +102,21 @@ fn record_problem(kind: ProblemKind, line: u64, message: impl Into<String>) -> P
     }
 }
 
-/// A journal whose chain holds.
-#[derive(Debug, Clone, Default)]
-pub struct JournalScan {
-    pub records: Vec<JournalRecord>,
-    /// sha256 of each record's line.
-    pub hashes: Vec<String>,
-}
-
-impl JournalScan {
-    pub fn len(&self) -> u64 {
-        self.records.len() as u64
+/// The first break of a journal's chain as a problem of the case.
+fn chain_problem(broken: ChainBreak) -> Problem {
+    let kind = match broken.kind {
+        BreakKind::Missing => ProblemKind::MissingFile,
+        BreakKind::Unreadable => ProblemKind::Io,
+        BreakKind::Malformed => ProblemKind::Malformed,
+        BreakKind::Truncated => ProblemKind::Truncated,
+        BreakKind::HashMismatch => ProblemKind::HashMismatch,
+        BreakKind::Reordered => ProblemKind::Reordered,
+        BreakKind::Deleted => ProblemKind::Deleted,
+    };
+    match broken.line {
+        Some(line) => record_problem(kind, line, broken.message),
+        None => problem(kind, "journal.jsonl", broken.message),
     }
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-    /// The hash of the last record, GENESIS for an empty journal.
-    pub fn head(&self) -> String {
-        self.head_at(self.len())
-    }
-    /// The hash of record `count - 1`.
-    pub fn head_at(&self, count: u64) -> String {
-        match count {
-            0 => GENESIS.to_string(),
-            n => self.hashes[n as usize - 1].clone(),
-        }
-    }
-}
-
-/// Read a journal and check its chain, classifying the first break.
-pub fn scan_journal(path: &Path) -> Result<JournalScan, Problem> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        let kind = if e.kind() == std::io::ErrorKind::NotFound {
-            ProblemKind::MissingFile
-        } else {
-            ProblemKind::Io
-        };
-        problem(kind, "journal.jsonl", format!("{}: {e}", path.display()))
-    })?;
-    let torn = bytes.last().is_some_and(|&b| b != b'\n');
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if !torn {
-        lines.pop(); // after the final newline
-    }
-    let n = lines.len();
-    let parsed: Vec<Result<JournalRecord, String>> = lines
-        .iter()
-        .map(|l| serde_json::from_slice(l).map_err(|e| e.to_string()))
-        .collect();
-    let hashes: Vec<String> = lines
-        .iter()
-        .map(|l| hex::encode(Sha256::digest(l)))
-        .collect();
-    for p in 0..n {
-        let line = p as u64 + 1;
-        if torn && p == n - 1 {
-            return Err(record_problem(
-                ProblemKind::Truncated,
-                line,
-                "the last line is incomplete (no newline): a torn write, the journal was cut while a record was appended",
-            ));
-        }
-        let record = parsed[p].as_ref().map_err(|e| {
-            record_problem(
-                ProblemKind::Malformed,
-                line,
-                format!("not a valid journal record, it was changed or corrupted ({e})"),
-            )
-        })?;
-        let expected_prev = if p == 0 { GENESIS } else { &hashes[p - 1] };
-        let link_ok = record.prev == expected_prev;
-        let seq_ok = record.seq == p as u64;
-        if seq_ok && link_ok {
-            continue;
-        }
-        if !seq_ok && link_ok {
-            // Its link from the previous record holds, so this record's own
-            // bytes (its seq) were changed.
-            return Err(record_problem(
-                ProblemKind::HashMismatch,
-                line,
-                format!(
-                    "record changed after it was written: its seq says {}, its position is {p}",
-                    record.seq
-                ),
-            ));
-        }
-        if !seq_ok {
-            let p64 = p as u64;
-            let later = (p + 1..n).find(|&j| parsed[j].as_ref().is_ok_and(|r| r.seq == p64));
-            return Err(match later {
-                Some(j) => record_problem(
-                    ProblemKind::Reordered,
-                    line,
-                    format!(
-                        "records out of order: seq {} where {p} was expected; seq {p} is at record {}",
-                        record.seq,
-                        j + 1
-                    ),
-                ),
-                None if record.seq > p64 => record_problem(
-                    ProblemKind::Deleted,
-                    line,
-                    format!(
-                        "{} record(s) missing before it: seq {} where {p} was expected",
-                        record.seq - p64,
-                        record.seq
-                    ),
-                ),
-                None => record_problem(
-                    ProblemKind::Reordered,
-                    line,
-                    format!(
-                        "seq {} appears again or out of place; {p} was expected",
-                        record.seq
-                    ),
-                ),
-            });
-        }
-        // In sequence, but the link to the previous record is broken.
-        if p == 0 {
-            return Err(record_problem(
-                ProblemKind::HashMismatch,
-                line,
-                format!(
-                    "the first record's prev must be {GENESIS}, it is {}",
-                    record.prev
-                ),
-            ));
-        }
-        let next_link_broken = parsed
-            .get(p + 1)
-            .and_then(|r| r.as_ref().ok())
-            .is_some_and(|next| next.prev != hashes[p]);
-        return Err(if next_link_broken {
-            record_problem(
-                ProblemKind::HashMismatch,
-                line,
-                format!(
-                    "record changed after it was written: its prev is {}, record {p} hashes to {}",
-                    record.prev,
-                    hashes[p - 1]
-                ),
-            )
-        } else {
-            record_problem(
-                ProblemKind::HashMismatch,
-                p as u64,
-                format!(
-                    "record changed after it was written: it hashes to {}, record {line} chains to {}",
-                    hashes[p - 1],
-                    record.prev
-                ),
-            )
-        });
-    }
-    Ok(JournalScan {
-        records: parsed.into_iter().map(|r| r.expect("checked")).collect(),
-        hashes,
-    })
 }
 
 /// The outcome of `irhost verify`.
@@ -476,7 +333,7 @@ fn check_signed(
 fn check_against_journal(
     subject: &str,
     m: &Manifest,
-    scan: &JournalScan,
+    scan: &ChainWalk,
     latest: bool,
 ) -> Result<(), Problem> {
     let mismatch = |msg: String| problem(ProblemKind::ManifestMismatch, subject, msg);
@@ -599,12 +456,6 @@ fn signer_words(fp: Option<&str>) -> String {
     }
 }
 
-fn is_sha256(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 fn check(case_dir: &Path, pinned: Option<&PublicKey>, report: &mut Report) -> Result<(), Problem> {
     if !case_dir.is_dir() {
         return Err(problem(
@@ -614,7 +465,7 @@ fn check(case_dir: &Path, pinned: Option<&PublicKey>, report: &mut Report) -> Re
         ));
     }
     // 1. The journal's chain, record by record.
-    let scan = scan_journal(&case_dir.join("journal.jsonl"))?;
+    let scan = chain::walk_file(&case_dir.join("journal.jsonl")).map_err(chain_problem)?;
     report.records = scan.len();
     report.head = Some(scan.head());
     report.case = scan.records.first().map(|r| r.case.clone());

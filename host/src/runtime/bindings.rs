@@ -37,6 +37,25 @@ pub use provider::irhost::plugin::host::{self as host_api, LogLevel};
 pub use provider::irhost::plugin::types::*;
 
 impl ArtifactKind {
+    /// Every kind but `other`.
+    const NAMED: [ArtifactKind; 6] = [
+        ArtifactKind::DiskSnapshot,
+        ArtifactKind::ConfigDump,
+        ArtifactKind::ConsoleLog,
+        ArtifactKind::MemoryImage,
+        ArtifactKind::NetworkCapture,
+        ArtifactKind::ObjectVersion,
+    ];
+
+    /// The kind named `name` (as [`ArtifactKind::as_str`] writes it);
+    /// `other` for any name it does not know.
+    pub fn parse(name: &str) -> ArtifactKind {
+        Self::NAMED
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .unwrap_or(ArtifactKind::Other)
+    }
+
     /// The kebab-case name used in WIT, journals and manifests.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -3,8 +3,10 @@
 //! use, and [`LoadedPlugin`]s whose `InstancePre` is reused while every
 //! call gets a fresh `Store`, so nothing leaks between targets.
 
+pub mod action;
 pub mod bindings;
 pub mod cache;
+pub mod limits;
 pub mod sandbox;
 
 use std::path::PathBuf;
@@ -21,12 +23,13 @@ use wasmtime::{
 
 use crate::egress::{EgressAuthorizer, EgressPolicy, PluginEgress};
 use crate::events::RunEvent;
-use crate::playbook::PluginLimits;
+pub use action::Action;
 use bindings::{
     Artifact, InterfaceInventory, IsolationRecord, PluginError, PluginInfo, SealRecord, StepInput,
     StepOutput, Target,
 };
 pub use cache::{CacheOutcome, ComponentCache};
+pub use limits::PluginLimits;
 use sandbox::{CallContext, LimitExceeded, SandboxState};
 
 /// Granularity of CPU accounting and interruption.
@@ -110,7 +113,7 @@ pub struct PluginSource {
 
 /// One call into a plugin.
 pub struct Invocation {
-    pub action: String,
+    pub action: Action,
     pub target: Target,
     /// Outputs of earlier steps (custom steps get them all; `seal` gets
     /// their artifacts; `release` the isolation record if there is one).
@@ -154,6 +157,9 @@ pub enum CallFailure {
     /// The action is not one this world can perform.
     #[error("{0}")]
     Unsupported(String),
+    /// The run was cancelled while the call was in flight.
+    #[error("the run was cancelled")]
+    Cancelled,
 }
 
 impl CallFailure {
@@ -349,7 +355,7 @@ impl PluginRuntime {
         };
         let quiet: sandbox::EventSink = Arc::new(|_| {});
         let describe = Invocation {
-            action: "describe".into(),
+            action: Action::Describe,
             target: Target {
                 provider: String::new(),
                 id: String::new(),
@@ -464,39 +470,39 @@ impl LoadedPlugin {
         Ok(match &self.pre {
             PluginPre::Provider(pre) => {
                 let plugin = pre.instantiate_async(&mut *store).await?;
-                match invocation.action.as_str() {
-                    "describe" => Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?)),
-                    "snapshot" => plugin.call_snapshot(&mut *store, target).await?.map(PluginOutput::Artifacts).map_err(CallFailure::Plugin),
-                    "enumerate-interfaces" => plugin
+                match &invocation.action {
+                    Action::Describe => Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?)),
+                    Action::Snapshot => plugin.call_snapshot(&mut *store, target).await?.map(PluginOutput::Artifacts).map_err(CallFailure::Plugin),
+                    Action::EnumerateInterfaces => plugin
                         .call_enumerate_interfaces(&mut *store, target)
                         .await?
                         .map(PluginOutput::Interfaces)
                         .map_err(CallFailure::Plugin),
-                    "isolate" => plugin.call_isolate(&mut *store, target).await?.map(PluginOutput::Isolation).map_err(CallFailure::Plugin),
-                    "seal" => {
+                    Action::Isolate => plugin.call_isolate(&mut *store, target).await?.map(PluginOutput::Isolation).map_err(CallFailure::Plugin),
+                    Action::Seal => {
                         let artifacts: Vec<Artifact> = invocation.inputs.iter().flat_map(|i| i.artifacts.iter().cloned()).collect();
                         plugin.call_seal(&mut *store, target, &artifacts).await?.map(PluginOutput::Seal).map_err(CallFailure::Plugin)
                     }
-                    "release" => plugin
+                    Action::Release => plugin
                         .call_release(&mut *store, target, invocation.previous_isolation.as_ref())
                         .await?
                         .map(PluginOutput::Isolation)
                         .map_err(CallFailure::Plugin),
-                    other => Err(CallFailure::Unsupported(format!(
+                    Action::Custom(other) => Err(CallFailure::Unsupported(format!(
                         "`{other}` is not a provider action (snapshot, enumerate-interfaces, isolate, seal, release)"
                     ))),
                 }
             }
             PluginPre::Step(pre) => {
                 let plugin = pre.instantiate_async(&mut *store).await?;
-                if invocation.action == "describe" {
+                if invocation.action == Action::Describe {
                     Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?))
                 } else {
                     let params = invocation.call.params.to_string();
                     plugin
                         .call_run(
                             &mut *store,
-                            &invocation.action,
+                            invocation.action.as_str(),
                             target,
                             &params,
                             &invocation.inputs,
@@ -544,17 +550,4 @@ fn classify_trap(error: wasmtime::Error) -> CallFailure {
         return CallFailure::Trap(what);
     }
     CallFailure::Trap(error.to_string())
-}
-
-/// Build a [`PluginSource`] from a playbook's plugin entry.
-pub fn source_from_spec(spec: &crate::playbook::PluginSpec) -> PluginSource {
-    PluginSource {
-        name: spec.name.clone(),
-        path: spec.path.clone(),
-        sha256: spec.sha256.clone(),
-        limits: spec.limits,
-        egress: spec.egress.clone(),
-        authorizer: None,
-        config: spec.config.clone(),
-    }
 }

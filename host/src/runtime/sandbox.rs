@@ -3,8 +3,6 @@
 //! stdout/stderr captured in memory; wasi-http through [`PluginEgress`];
 //! a memory cap; and the `host` interface that lands in the journal.
 
-use std::sync::Arc;
-
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -16,7 +14,7 @@ use crate::egress::PluginEgress;
 use crate::events::RunEvent;
 
 /// Where a sandbox sends what it has to say.
-pub type EventSink = Arc<dyn Fn(RunEvent) + Send + Sync>;
+pub use crate::events::EventSink;
 
 /// Bytes of stdout/stderr kept per call; more is dropped.
 pub const CAPTURED_OUTPUT_BYTES: usize = 256 << 10;

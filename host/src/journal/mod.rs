@@ -2,15 +2,25 @@
 //! line, appended and flushed one record at a time. Each record carries the
 //! sha256 of the previous line (`prev`), so the file is a hash chain: any
 //! edit, deletion, reordering or truncation breaks it at a known line.
+//!
+//! [`chain`] walks the chain (the one walker); [`recorder`] is how a run
+//! writes: append and notify observers under one lock, so every observer
+//! sees records in journal order.
+
+pub mod chain;
+pub mod recorder;
+
+pub use chain::{BreakKind, ChainBreak, ChainWalk};
+pub use recorder::{CaseRecorder, RecordObserver};
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::digest::sha256_hex;
 use crate::events::RunEvent;
 
 /// The `prev` of the first record.
@@ -47,13 +57,13 @@ impl CaseJournal {
         std::fs::create_dir_all(case_dir)?;
         let path = case_dir.join("journal.jsonl");
         let (next_seq, prev) = if path.exists() {
-            let report = verify_chain(&path).map_err(|e| {
+            let walk = chain::walk_file(&path).map_err(|e| {
                 anyhow::anyhow!(
                     "{}: refusing to append to a broken journal: {e}",
                     path.display()
                 )
             })?;
-            (report.records, report.head)
+            (walk.len(), walk.head())
         } else {
             (0, GENESIS.to_string())
         };
@@ -76,6 +86,17 @@ impl CaseJournal {
     /// Append one event as a record and flush it to the file. Returns the
     /// record as written.
     pub fn append(&self, event: RunEvent) -> anyhow::Result<JournalRecord> {
+        self.append_with(event, |_| {})
+    }
+
+    /// Append one event and hand the record to `notify` before the next
+    /// record can be written: whoever `notify` tells sees records in
+    /// journal order. `notify` must not write to this journal.
+    pub fn append_with(
+        &self,
+        event: RunEvent,
+        notify: impl FnOnce(&JournalRecord),
+    ) -> anyhow::Result<JournalRecord> {
         let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
         let record = JournalRecord {
             seq: head.next_seq,
@@ -85,12 +106,13 @@ impl CaseJournal {
             event,
         };
         let mut line = serde_json::to_vec(&record)?;
-        let hash = hex::encode(Sha256::digest(&line));
+        let hash = sha256_hex(&line);
         line.push(b'\n');
         head.file.write_all(&line)?;
         head.file.flush()?;
         head.next_seq += 1;
         head.prev = hash;
+        notify(&record);
         Ok(record)
     }
 
@@ -113,96 +135,6 @@ impl CaseJournal {
             .prev
             .clone()
     }
-}
-
-/// A journal that verified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainReport {
-    pub records: u64,
-    /// sha256 of the last record (GENESIS for an empty journal).
-    pub head: String,
-}
-
-/// Where and how a chain is broken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    #[error("record {line}: not valid JSON or not a journal record ({detail})")]
-    Malformed { line: u64, detail: String },
-    #[error("record {line}: truncated (the last line has no newline: a torn write)")]
-    Truncated { line: u64 },
-    #[error("record {line}: hash mismatch: prev is {found}, but the previous record hashes to {expected}")]
-    HashMismatch {
-        line: u64,
-        expected: String,
-        found: String,
-    },
-    #[error("record {line}: out of order: seq {found}, expected {expected}")]
-    Reordered {
-        line: u64,
-        expected: u64,
-        found: u64,
-    },
-    #[error("{0}")]
-    Io(String),
-}
-
-/// Check the chain record by record.
-pub fn verify_chain(path: &Path) -> Result<ChainReport, ChainError> {
-    let mut file =
-        File::open(path).map_err(|e| ChainError::Io(format!("{}: {e}", path.display())))?;
-    // A journal is only ever appended whole lines; a last byte that is not a
-    // newline is a torn write.
-    let len = file
-        .metadata()
-        .map_err(|e| ChainError::Io(e.to_string()))?
-        .len();
-    let mut torn = false;
-    if len > 0 {
-        file.seek(SeekFrom::Start(len - 1))
-            .map_err(|e| ChainError::Io(e.to_string()))?;
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last)
-            .map_err(|e| ChainError::Io(e.to_string()))?;
-        torn = last[0] != b'\n';
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| ChainError::Io(e.to_string()))?;
-    }
-    let reader = BufReader::new(file);
-    let mut prev = GENESIS.to_string();
-    let mut count = 0u64;
-    let mut lines = reader.split(b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let line = line.map_err(|e| ChainError::Io(e.to_string()))?;
-        let number = count + 1;
-        if torn && lines.peek().is_none() {
-            return Err(ChainError::Truncated { line: number });
-        }
-        let record: JournalRecord =
-            serde_json::from_slice(&line).map_err(|e| ChainError::Malformed {
-                line: number,
-                detail: e.to_string(),
-            })?;
-        if record.prev != prev {
-            return Err(ChainError::HashMismatch {
-                line: number,
-                expected: prev,
-                found: record.prev,
-            });
-        }
-        if record.seq != count {
-            return Err(ChainError::Reordered {
-                line: number,
-                expected: count,
-                found: record.seq,
-            });
-        }
-        prev = hex::encode(Sha256::digest(&line));
-        count += 1;
-    }
-    Ok(ChainReport {
-        records: count,
-        head: prev,
-    })
 }
 
 /// Read every record of a journal (without verifying it).
@@ -238,26 +170,31 @@ mod tests {
         (dir, path)
     }
 
-    #[test]
-    fn a_fresh_chain_verifies_and_reopening_continues_it() {
-        let (dir, path) = journal_with(3);
-        assert_eq!(verify_chain(&path).unwrap().records, 3);
-        let journal = CaseJournal::open(dir.path(), "case-1").unwrap();
-        journal.append(event(9)).unwrap();
-        let report = verify_chain(&path).unwrap();
-        assert_eq!(report.records, 4);
-        assert_eq!(report.head, journal.head_hash());
+    fn walk(path: &Path) -> Result<ChainWalk, ChainBreak> {
+        chain::walk_file(path)
     }
 
     #[test]
-    fn a_changed_byte_breaks_the_next_link() {
+    fn a_fresh_chain_verifies_and_reopening_continues_it() {
+        let (dir, path) = journal_with(3);
+        assert_eq!(walk(&path).unwrap().len(), 3);
+        let journal = CaseJournal::open(dir.path(), "case-1").unwrap();
+        journal.append(event(9)).unwrap();
+        let report = walk(&path).unwrap();
+        assert_eq!(report.len(), 4);
+        assert_eq!(report.head(), journal.head_hash());
+    }
+
+    #[test]
+    fn a_changed_byte_breaks_the_chain_at_the_changed_record() {
         let (_dir, path) = journal_with(4);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("test:t1", "test:tX", 1)).unwrap();
-        assert!(matches!(
-            verify_chain(&path),
-            Err(ChainError::HashMismatch { line: 3, .. })
-        ));
+        let broken = walk(&path).unwrap_err();
+        assert_eq!(
+            (broken.kind, broken.line),
+            (BreakKind::HashMismatch, Some(2))
+        );
     }
 
     #[test]
@@ -267,13 +204,11 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let deleted = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[3]);
         std::fs::write(&path, deleted).unwrap();
-        assert!(matches!(
-            verify_chain(&path),
-            Err(ChainError::HashMismatch { line: 2, .. })
-        ));
+        let broken = walk(&path).unwrap_err();
+        assert_eq!((broken.kind, broken.line), (BreakKind::Deleted, Some(2)));
         let swapped = format!("{}\n{}\n{}\n{}\n", lines[0], lines[2], lines[1], lines[3]);
         std::fs::write(&path, swapped).unwrap();
-        assert!(verify_chain(&path).is_err());
+        assert_eq!(walk(&path).unwrap_err().kind, BreakKind::Reordered);
     }
 
     #[test]
@@ -281,7 +216,9 @@ mod tests {
         let (dir, path) = journal_with(3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, &text[..text.len() - 20]).unwrap();
-        assert_eq!(verify_chain(&path), Err(ChainError::Truncated { line: 3 }));
-        assert!(CaseJournal::open(dir.path(), "case-1").is_err());
+        let broken = walk(&path).unwrap_err();
+        assert_eq!((broken.kind, broken.line), (BreakKind::Truncated, Some(3)));
+        let refused = CaseJournal::open(dir.path(), "case-1").err().unwrap();
+        assert!(refused.to_string().contains("torn write"), "{refused}");
     }
 }

@@ -7,20 +7,30 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+mod load;
+mod phases;
+mod targets;
+
 use crate::cloud::CloudEnv;
-use crate::playbook::{Diagnostics, Playbook, StepSpec};
-use crate::runtime::{self, LoadedPlugin, PluginRuntime, PluginWorld};
+use crate::diagnostics::Diagnostics;
+use crate::playbook::{Playbook, StepPhase, StepSpec};
+use crate::runtime::{Action, LoadedPlugin, PluginRuntime, PluginWorld};
+
+pub use load::load_plugins;
+pub use targets::TargetsError;
 
 /// Actions that change a target whatever their plugin says.
 pub const ALWAYS_MUTATING: &[&str] = &["isolate", "release", "stop", "terminate", "remediate"];
 
 /// The action that preserves a target.
-pub const PRESERVATION_ACTION: &str = "snapshot";
+pub const PRESERVATION_ACTION: Action = Action::Snapshot;
 
 /// One step of the plan.
 #[derive(Debug, Clone)]
 pub struct PlannedStep {
     pub spec: StepSpec,
+    /// The plugin action the step calls.
+    pub action: Action,
     pub mutating: bool,
     /// Indices (into [`PlaybookPlan::steps`]) of direct dependencies.
     pub deps: Vec<usize>,
@@ -42,40 +52,8 @@ pub struct PlaybookPlan {
     /// Per-target steps in a topological order (dependencies first).
     pub steps: Vec<PlannedStep>,
     /// Sealed-phase steps (`phase = "sealed"`), in a topological order;
-    /// their indices are into this list ([`crate::sealed_phase`]).
+    /// their indices are into this list (see [`crate::playbook::phase`]).
     pub sealed: Vec<PlannedStep>,
-}
-
-/// Load every plugin a playbook declares. Problems (missing file, pinned
-/// sha256 mismatch, not a component, describe failing) are diagnostics
-/// located at the plugin's `path`. Cloud plugins are bound to their cloud
-/// (signer, endpoint overrides) by `cloud`.
-pub async fn load_plugins(
-    runtime: &PluginRuntime,
-    playbook: &Playbook,
-    cloud: &CloudEnv,
-) -> Result<BTreeMap<String, Arc<LoadedPlugin>>, Diagnostics> {
-    let mut loaded = BTreeMap::new();
-    let mut problems = Vec::new();
-    for (name, spec) in &playbook.plugins {
-        match runtime.load(runtime::source_from_spec(spec)).await {
-            Ok(mut plugin) => {
-                plugin.notes = cloud.bind(&mut plugin);
-                loaded.insert(name.clone(), Arc::new(plugin));
-            }
-            Err(e) => problems.push(playbook.source.diagnostic(
-                spec.path_span.clone(),
-                &format!("plugins.{name}.path"),
-                format!("{e:#}"),
-                Some("build plugins with `cargo build --release --target wasm32-wasip2`, and update `sha256` when a plugin changes"),
-            )),
-        }
-    }
-    if problems.is_empty() {
-        Ok(loaded)
-    } else {
-        Err(Diagnostics(problems))
-    }
 }
 
 impl PlaybookPlan {
@@ -88,7 +66,7 @@ impl PlaybookPlan {
         cloud: &CloudEnv,
     ) -> Result<PlaybookPlan, Diagnostics> {
         let playbook = Playbook::load(path)?;
-        let plugins = load_plugins(runtime, &playbook, cloud).await?;
+        let plugins = load::load_plugins(runtime, &playbook, cloud).await?;
         PlaybookPlan::build(playbook, plugins)
     }
 
@@ -146,12 +124,12 @@ impl PlaybookPlan {
                 .iter()
                 .copied()
                 .filter(|&a| {
-                    steps[a].spec.action == PRESERVATION_ACTION
+                    steps[a].action == PRESERVATION_ACTION
                         && steps[a].provider.is_some()
                         && (provider.is_none() || steps[a].provider == provider)
                 })
                 .collect();
-            let preservation_applies = spec.phase == crate::playbook::StepPhase::Target;
+            let preservation_applies = spec.phase == StepPhase::Target;
             if mutating
                 && preserved_by.is_empty()
                 && !spec.allow_unpreserved
@@ -168,6 +146,7 @@ impl PlaybookPlan {
                 ));
             }
             steps.push(PlannedStep {
+                action: Action::parse(&spec.action),
                 spec,
                 mutating,
                 deps,
@@ -179,8 +158,7 @@ impl PlaybookPlan {
         if !problems.is_empty() {
             return Err(Diagnostics(problems));
         }
-        let (steps, sealed) =
-            crate::sealed_phase::split(steps, &plugins, src).map_err(Diagnostics)?;
+        let (steps, sealed) = phases::split(steps, &plugins, src).map_err(Diagnostics)?;
         Ok(PlaybookPlan {
             playbook,
             plugins,
@@ -207,31 +185,6 @@ impl PlaybookPlan {
         providers.sort_unstable();
         providers.dedup();
         providers
-    }
-
-    /// Refuse targets no provider step serves (before anything runs): a
-    /// `gcp:` target given to an AWS playbook would otherwise do nothing
-    /// and look done.
-    pub fn check_targets(&self, targets: &[crate::target::TargetSpec]) -> Result<(), String> {
-        let providers = self.providers();
-        if providers.is_empty() {
-            return Ok(());
-        }
-        let unserved: Vec<String> = targets
-            .iter()
-            .filter(|t| !providers.contains(&t.provider.as_str()))
-            .map(|t| t.label())
-            .collect();
-        if unserved.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "no step of playbook `{}` handles the target(s) {}: its provider steps are for {}",
-                self.playbook.name,
-                unserved.join(", "),
-                providers.join(", ")
-            ))
-        }
     }
 
     /// The plan as data (for `irhost plan --json` and the run journal).

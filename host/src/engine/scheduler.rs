@@ -1,0 +1,187 @@
+//! One target's steps in DAG order: a step starts when its dependencies
+//! have finished, independent steps run in parallel; a step whose
+//! dependency failed (without `on_error = "continue"`) or was skipped is
+//! skipped, and a mutating step runs only after a snapshot step succeeded
+//! on the same target (the preservation rule, at run time).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::{step, RunContext, StepData, StepOutcome, TargetOutcome};
+use crate::events::{RunEvent, Status};
+use crate::plan::PlannedStep;
+use crate::playbook::OnError;
+use crate::target::TargetSpec;
+
+enum StepState {
+    Pending,
+    /// A provider step for another provider's targets: transparent to its
+    /// dependents, not run, not reported.
+    NotApplicable,
+    Running,
+    Done(StepOutcome),
+}
+
+pub(super) async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> TargetOutcome {
+    let label = target.label();
+    let started = Instant::now();
+    ctx.recorder.emit(RunEvent::TargetStarted {
+        target: label.clone(),
+    });
+    let steps = &ctx.plan.steps;
+    let mut states: Vec<StepState> = (0..steps.len())
+        .map(|i| {
+            if ctx.plan.applies(i, &target.provider) {
+                StepState::Pending
+            } else {
+                StepState::NotApplicable
+            }
+        })
+        .collect();
+    let mut running = FuturesUnordered::new();
+    loop {
+        // Start every step whose dependencies have all finished.
+        for i in 0..steps.len() {
+            if !matches!(states[i], StepState::Pending) {
+                continue;
+            }
+            let step = &steps[i];
+            let deps_done = step
+                .deps
+                .iter()
+                .all(|&d| matches!(states[d], StepState::Done(_) | StepState::NotApplicable));
+            if !deps_done {
+                continue;
+            }
+            if let Some(reason) = blocked_reason(&ctx, step, &states) {
+                ctx.recorder.emit(RunEvent::StepSkipped {
+                    target: label.clone(),
+                    step: step.spec.id.clone(),
+                    reason: reason.clone(),
+                });
+                states[i] = StepState::Done(StepOutcome {
+                    id: step.spec.id.clone(),
+                    status: Status::Skipped,
+                    attempts: 0,
+                    error: Some(reason),
+                    on_error: step.spec.on_error,
+                    data: None,
+                });
+                continue;
+            }
+            let inputs: Vec<(String, StepData)> = step
+                .ancestors
+                .iter()
+                .filter_map(|&a| match &states[a] {
+                    StepState::Done(StepOutcome {
+                        status: Status::Succeeded,
+                        data: Some(data),
+                        ..
+                    }) => Some((steps[a].spec.id.clone(), data.clone())),
+                    _ => None,
+                })
+                .collect();
+            states[i] = StepState::Running;
+            let ctx = ctx.clone();
+            let target = target.clone();
+            running.push(async move {
+                (
+                    i,
+                    step::run_step(&ctx, &ctx.plan.steps[i], &target, inputs).await,
+                )
+            });
+        }
+        match running.next().await {
+            Some((i, outcome)) => states[i] = StepState::Done(outcome),
+            None => break,
+        }
+    }
+    let outcomes: Vec<StepOutcome> = states
+        .into_iter()
+        .filter_map(|s| match s {
+            StepState::Done(o) => Some(o),
+            StepState::NotApplicable => None,
+            _ => unreachable!("every step finishes or is skipped"),
+        })
+        .collect();
+    finish_target(&ctx, label, started, outcomes)
+}
+
+/// Journal a target's end (`target_finished`, naming the steps that count
+/// as failures) and build its outcome. Shared by per-target runs and the
+/// sealed phase.
+pub(super) fn finish_target(
+    ctx: &RunContext,
+    label: String,
+    started: Instant,
+    outcomes: Vec<StepOutcome>,
+) -> TargetOutcome {
+    let failed_steps: Vec<String> = outcomes
+        .iter()
+        .filter(|o| dependency_blocks(o).is_some())
+        .map(|o| o.id.clone())
+        .collect();
+    let status = if failed_steps.is_empty() {
+        Status::Succeeded
+    } else {
+        Status::Failed
+    };
+    ctx.recorder.emit(RunEvent::TargetFinished {
+        target: label.clone(),
+        status,
+        failed_steps,
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    TargetOutcome {
+        target: label,
+        status,
+        steps: outcomes,
+    }
+}
+
+/// Why a finished step stops its dependents (and counts as a failure of
+/// its target): it was skipped, or it failed without `on_error = "continue"`.
+pub(super) fn dependency_blocks(outcome: &StepOutcome) -> Option<String> {
+    match outcome.status {
+        Status::Succeeded => None,
+        Status::Failed if outcome.on_error == OnError::Continue => None,
+        Status::Failed => Some(format!("dependency `{}` failed", outcome.id)),
+        Status::Skipped => Some(format!("dependency `{}` was skipped", outcome.id)),
+    }
+}
+
+/// Why a step whose dependencies are done must not run, if it must not.
+fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) -> Option<String> {
+    if ctx.cancel.is_cancelled() {
+        return Some("the run was cancelled".into());
+    }
+    let steps = &ctx.plan.steps;
+    for &d in &step.deps {
+        if let StepState::Done(o) = &states[d] {
+            if let Some(reason) = dependency_blocks(o) {
+                return Some(reason);
+            }
+        }
+    }
+    if step.mutating && !step.spec.allow_unpreserved {
+        let preserved = step
+            .preserved_by
+            .iter()
+            .any(|&p| matches!(&states[p], StepState::Done(o) if o.status == Status::Succeeded));
+        if !preserved {
+            let names: Vec<&str> = step
+                .preserved_by
+                .iter()
+                .map(|&p| steps[p].spec.id.as_str())
+                .collect();
+            return Some(format!(
+                "preservation rule: `{}` mutates the target and no snapshot step ({}) succeeded on it",
+                step.spec.action,
+                names.join(", ")
+            ));
+        }
+    }
+    None
+}

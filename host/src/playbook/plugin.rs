@@ -1,0 +1,111 @@
+//! A playbook's `[plugins.NAME]` entries: path, pin, allowed hosts, limits
+//! and config, each checked where it is written.
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::RawPlugin;
+use super::spec::PluginSpec;
+use crate::diagnostics::{parse_duration, table_to_json, Diagnostic, SourceMap};
+use crate::digest::is_sha256;
+use crate::egress::{EgressPolicy, HostPattern};
+use crate::runtime::limits::PluginLimits;
+
+pub(super) fn plugin_spec(
+    source: &SourceMap,
+    base: &Path,
+    name: &str,
+    span: Range<usize>,
+    raw: RawPlugin,
+) -> Result<PluginSpec, Vec<Diagnostic>> {
+    let mut problems = Vec::new();
+    let field = |f: &str| format!("plugins.{name}.{f}");
+    let sha256 = raw.sha256.as_ref().and_then(|s| {
+        let value = s.get_ref().to_ascii_lowercase();
+        if is_sha256(&value) {
+            Some(value)
+        } else {
+            problems.push(source.diagnostic(
+                s.span(),
+                &field("sha256"),
+                "not a sha256 (64 hex digits)",
+                Some("`sha256sum plugin.wasm` prints it"),
+            ));
+            None
+        }
+    });
+    let mut egress = EgressPolicy::default();
+    for host in &raw.allow_hosts {
+        match HostPattern::parse(host.get_ref()) {
+            Ok(p) => egress.allow(p),
+            Err(e) => problems.push(source.diagnostic(
+                host.span(),
+                &field("allow_hosts"),
+                format!("`{}`: {e}", host.get_ref()),
+                Some("use `host`, `host:port`, `*.example.com`, optionally with `https://`"),
+            )),
+        }
+    }
+    let mut limits = PluginLimits::default();
+    if let Some(raw_limits) = &raw.limits {
+        let l = raw_limits.get_ref();
+        if let Some(m) = &l.memory_mb {
+            if *m.get_ref() == 0 || *m.get_ref() > 4096 {
+                problems.push(source.diagnostic(
+                    m.span(),
+                    &field("limits.memory_mb"),
+                    "must be between 1 and 4096",
+                    None,
+                ));
+            }
+            limits.memory_bytes = m.get_ref() << 20;
+        }
+        if let Some(c) = &l.cpu_ms {
+            if *c.get_ref() == 0 {
+                problems.push(source.diagnostic(
+                    c.span(),
+                    &field("limits.cpu_ms"),
+                    "must be at least 1",
+                    None,
+                ));
+            }
+            limits.cpu = Duration::from_millis(*c.get_ref());
+        }
+        if let Some(t) = &l.timeout {
+            match parse_duration(t.get_ref()) {
+                Ok(d) => limits.timeout = d,
+                Err(e) => problems.push(source.diagnostic(
+                    t.span(),
+                    &field("limits.timeout"),
+                    e,
+                    Some("write a duration such as \"30s\", \"2m\" or \"500ms\""),
+                )),
+            }
+        }
+        if let Some(o) = &l.max_output_kb {
+            limits.max_output_bytes = o.get_ref() << 10;
+        }
+    }
+    if raw.path.get_ref().trim().is_empty() {
+        problems.push(source.diagnostic(
+            raw.path.span(),
+            &field("path"),
+            "empty plugin path",
+            None,
+        ));
+    }
+    let _ = span;
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(PluginSpec {
+        name: name.to_string(),
+        path: base.join(raw.path.get_ref()),
+        path_span: raw.path.span(),
+        sha256,
+        egress,
+        limits,
+        config: table_to_json(&raw.config),
+    })
+}

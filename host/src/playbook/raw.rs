@@ -1,0 +1,84 @@
+//! The playbook file as serde reads it: every table and field with its
+//! span, unknown fields refused. [`super::Playbook::parse`] checks it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlaybook {
+    pub(super) playbook: Spanned<RawMeta>,
+    #[serde(default)]
+    pub(super) plugins: BTreeMap<String, Spanned<RawPlugin>>,
+    #[serde(default)]
+    pub(super) steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    pub(super) targets: Option<Spanned<RawTargets>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMeta {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugin {
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub(super) config: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) memory_mb: Option<Spanned<u64>>,
+    pub(super) cpu_ms: Option<Spanned<u64>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) max_output_kb: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) id: Spanned<String>,
+    pub(super) plugin: Spanned<String>,
+    pub(super) action: Spanned<String>,
+    #[serde(default)]
+    pub(super) after: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) with: toml::Table,
+    #[serde(default)]
+    pub(super) timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) retries: u32,
+    #[serde(default)]
+    pub(super) on_error: super::OnError,
+    #[serde(default)]
+    pub(super) allow_unpreserved: Option<Spanned<bool>>,
+    /// `"target"` (default) or `"sealed"`: see [`super::phase`].
+    #[serde(default)]
+    pub(super) phase: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTargets {
+    #[serde(default)]
+    pub(super) list: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) region: Option<String>,
+    #[serde(default)]
+    pub(super) account: Option<String>,
+}

@@ -1,0 +1,58 @@
+//! The checked parts of a playbook: [`PluginSpec`] (a plugin entry) and
+//! [`StepSpec`] (a step), with [`OnError`].
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::phase::StepPhase;
+use crate::egress::EgressPolicy;
+use crate::runtime::limits::PluginLimits;
+
+/// What a step's failure means for its target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// The target fails and the step's dependents are skipped.
+    #[default]
+    Fail,
+    /// The failure is journaled, dependents still run and the target can
+    /// still succeed. A failed snapshot still blocks mutating steps.
+    Continue,
+}
+
+/// A plugin entry of a playbook.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub path_span: Range<usize>,
+    pub sha256: Option<String>,
+    pub egress: EgressPolicy,
+    pub limits: PluginLimits,
+    pub config: serde_json::Value,
+}
+
+/// A step of a playbook.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    pub id: String,
+    pub id_span: Range<usize>,
+    pub plugin: String,
+    pub action: String,
+    pub action_span: Range<usize>,
+    pub after: Vec<String>,
+    pub with: serde_json::Value,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub on_error: OnError,
+    pub allow_unpreserved: bool,
+    /// Per target (the default), or once after the case is sealed.
+    pub phase: StepPhase,
+    /// Where `phase` is written (the step's id when it is not).
+    pub phase_span: Range<usize>,
+    /// Where each `after` entry is written, in order.
+    pub after_spans: Vec<Range<usize>>,
+}
