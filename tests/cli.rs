@@ -554,3 +554,42 @@ fn plugin_inspect_shows_world_describe_and_imports() {
         stderr(&out)
     );
 }
+
+#[test]
+fn an_invalid_case_id_exits_2_before_anything_is_written() {
+    let ws = Workspace::new();
+    let pb = ws.playbook("pb.toml", PLAYBOOK);
+    for case in ["../x", "a/b", ".hidden", "-x", ""] {
+        let out = ws.irhost(&[
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            "test:a",
+            &format!("--case={case}"),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--case {case:?}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("case id"), "{}", stderr(&out));
+        assert!(
+            !ws.cases().exists(),
+            "--case {case:?} created {}",
+            ws.cases().display()
+        );
+        assert!(!ws.path().join("x").exists());
+    }
+    // A valid one runs.
+    let out = ws.irhost(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--target",
+        "test:a",
+        "--case",
+        "IR-42.a_b",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(ws.cases().join("IR-42.a_b").join("journal.jsonl").is_file());
+}

@@ -259,6 +259,31 @@ fn auth_health_openapi_and_limits() {
 }
 
 #[test]
+fn a_target_no_step_serves_is_refused_before_any_run_starts() {
+    let server = Server::start();
+    let (status, body) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:a", "gcp:projects/p/zones/z/instances/i"], "case": "unserved"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("gcp:projects/p/zones/z/instances/i"),
+        "{body}"
+    );
+    // Nothing ran: no case was started.
+    assert!(!server.ws.cases().join("unserved").exists());
+    // The same request without the stranger starts a run.
+    let (status, body) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:a"], "case": "served"}),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
+#[test]
 fn a_run_goes_from_request_to_verified_case_with_events() {
     let server = Server::start();
     let (status, created) = server.post(

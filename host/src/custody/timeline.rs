@@ -104,32 +104,64 @@ fn short(hash: &str) -> &str {
 
 /// Build a timeline from records.
 pub fn build(records: &[JournalRecord]) -> Timeline {
-    let mut runs: Vec<RunInfo> = Vec::new();
-    let mut plugins: Vec<PluginInfo> = Vec::new();
-    let mut seals = Vec::new();
-    let mut targets: BTreeMap<String, TargetTimeline> = BTreeMap::new();
-    let mut run_id: Option<String> = None;
-    // plugin name -> (package name, sha256) of the current run
-    let mut loaded: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut builder = Builder::default();
     for r in records {
-        let mut entry = |target: &str, step: Option<&str>, text: String| {
-            targets
-                .entry(target.to_string())
-                .or_insert_with(|| TargetTimeline {
-                    target: target.to_string(),
-                    status: None,
-                    entries: Vec::new(),
-                })
-                .entries
-                .push(Entry {
-                    seq: r.seq,
-                    time: r.time.clone(),
-                    run_id: run_id.clone(),
-                    event: r.event.kind().to_string(),
-                    step: step.map(String::from),
-                    text,
-                });
+        builder.record(r);
+    }
+    Timeline {
+        case: records.first().map(|r| r.case.clone()),
+        records: records.len(),
+        runs: builder.runs,
+        plugins: builder.plugins,
+        seals: builder.seals,
+        targets: builder.targets.into_values().collect(),
+        unreadable: Vec::new(),
+    }
+}
+
+/// A timeline as records are read.
+#[derive(Default)]
+struct Builder {
+    runs: Vec<RunInfo>,
+    plugins: Vec<PluginInfo>,
+    seals: Vec<SealInfo>,
+    targets: BTreeMap<String, TargetTimeline>,
+    run_id: Option<String>,
+    /// plugin name -> (package name, sha256) of the current run
+    loaded: BTreeMap<String, (String, String)>,
+}
+
+impl Builder {
+    fn record(&mut self, r: &JournalRecord) {
+        if self.run_record(r) {
+            return;
+        }
+        let Some((target, step, text)) = target_line(&r.event, &self.loaded) else {
+            return;
         };
+        let timeline = self
+            .targets
+            .entry(target.to_string())
+            .or_insert_with(|| TargetTimeline {
+                target: target.to_string(),
+                status: None,
+                entries: Vec::new(),
+            });
+        timeline.entries.push(Entry {
+            seq: r.seq,
+            time: r.time.clone(),
+            run_id: self.run_id.clone(),
+            event: r.event.kind().to_string(),
+            step: step.map(String::from),
+            text,
+        });
+        if let RunEvent::TargetFinished { status, .. } = &r.event {
+            timeline.status = Some(*status);
+        }
+    }
+
+    /// Take a record about the run as a whole; false for any other.
+    fn run_record(&mut self, r: &JournalRecord) -> bool {
         match &r.event {
             RunEvent::RunStarted {
                 run_id: id,
@@ -138,9 +170,9 @@ pub fn build(records: &[JournalRecord]) -> Timeline {
                 targets: list,
                 ..
             } => {
-                run_id = Some(id.clone());
-                loaded.clear();
-                runs.push(RunInfo {
+                self.run_id = Some(id.clone());
+                self.loaded.clear();
+                self.runs.push(RunInfo {
                     run_id: id.clone(),
                     started: r.time.clone(),
                     playbook: playbook.clone(),
@@ -161,12 +193,12 @@ pub fn build(records: &[JournalRecord]) -> Timeline {
                 allow_hosts,
                 ..
             } => {
-                loaded.insert(
+                self.loaded.insert(
                     plugin.clone(),
                     (format!("{name} {version}"), sha256.clone()),
                 );
-                plugins.push(PluginInfo {
-                    run_id: run_id.clone().unwrap_or_default(),
+                self.plugins.push(PluginInfo {
+                    run_id: self.run_id.clone().unwrap_or_default(),
                     plugin: plugin.clone(),
                     name: name.clone(),
                     version: version.clone(),
@@ -175,144 +207,13 @@ pub fn build(records: &[JournalRecord]) -> Timeline {
                     allow_hosts: allow_hosts.clone(),
                 });
             }
-            RunEvent::UnpreservedMutationAllowed { .. } | RunEvent::PluginProgress { .. } => {}
-            RunEvent::TargetStarted { target } => entry(target, None, "target started".into()),
-            RunEvent::StepStarted {
-                target,
-                step,
-                plugin,
-                action,
-                attempt,
-                mutating,
-            } => {
-                let who = match loaded.get(plugin) {
-                    Some((name, sha)) => format!("{name}, sha256 {}", short(sha)),
-                    None => "plugin not in this run's journal".into(),
-                };
-                entry(
-                    target,
-                    Some(step),
-                    format!(
-                        "{step}: started {plugin}.{action} ({who}), attempt {attempt}{}",
-                        if *mutating {
-                            ", MUTATES the target"
-                        } else {
-                            ""
-                        }
-                    ),
-                );
-            }
-            RunEvent::StepRetrying {
-                target,
-                step,
-                attempt,
-                delay_ms,
-                reason,
-            } => entry(
-                target,
-                Some(step),
-                format!("{step}: attempt {attempt} failed ({reason}); retrying in {delay_ms} ms"),
-            ),
-            RunEvent::StepFinished {
-                target,
-                step,
-                status,
-                attempts,
-                duration_ms,
-                error,
-                ..
-            } => {
-                let status = match status {
-                    Status::Succeeded => "succeeded",
-                    Status::Failed => "FAILED",
-                    Status::Skipped => "skipped",
-                };
-                let error = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
-                entry(
-                    target,
-                    Some(step),
-                    format!(
-                        "{step}: {status} in {duration_ms} ms after {attempts} attempt(s){error}"
-                    ),
-                );
-            }
-            RunEvent::StepSkipped {
-                target,
-                step,
-                reason,
-            } => entry(target, Some(step), format!("{step}: skipped: {reason}")),
-            RunEvent::PluginLog {
-                target,
-                step,
-                plugin,
-                level,
-                message,
-            } => {
-                if level == "warn" || level == "error" {
-                    entry(
-                        target,
-                        Some(step),
-                        format!("{step}: {plugin} {level}: {message}"),
-                    );
-                }
-            }
-            RunEvent::EgressDenied {
-                target,
-                step,
-                plugin,
-                method,
-                url,
-                reason,
-            } => entry(
-                target,
-                Some(step),
-                format!("{step}: egress DENIED to {plugin}: {method} {url} ({reason})"),
-            ),
-            RunEvent::ArtifactRecorded {
-                target,
-                step,
-                kind,
-                provider_id,
-                location,
-                size,
-                sha256,
-                stored,
-                ..
-            } => {
-                let mut text = format!("{step}: artifact {kind} {provider_id} at {location}");
-                if let Some(size) = size {
-                    text.push_str(&format!(", {size} bytes"));
-                }
-                if let Some(sha) = sha256 {
-                    text.push_str(&format!(", sha256 {sha}"));
-                }
-                if *stored {
-                    text.push_str(" (stored in the case)");
-                }
-                entry(target, Some(step), text);
-            }
-            RunEvent::TargetFinished {
-                target,
-                status,
-                failed_steps,
-                duration_ms,
-            } => {
-                let words = match status {
-                    Status::Succeeded => "succeeded".to_string(),
-                    _ => format!("FAILED (not completed: {})", failed_steps.join(", ")),
-                };
-                entry(target, None, format!("target {words} in {duration_ms} ms"));
-                if let Some(t) = targets.get_mut(target) {
-                    t.status = Some(*status);
-                }
-            }
             RunEvent::RunFinished {
                 run_id: id,
                 succeeded,
                 failed,
                 duration_ms,
             } => {
-                if let Some(run) = runs.iter_mut().rev().find(|run| &run.run_id == id) {
+                if let Some(run) = self.runs.iter_mut().rev().find(|run| &run.run_id == id) {
                     run.finished = Some(r.time.clone());
                     run.duration_ms = Some(*duration_ms);
                     run.succeeded = Some(*succeeded);
@@ -326,7 +227,7 @@ pub fn build(records: &[JournalRecord]) -> Timeline {
                 key_fingerprint,
                 sealed_by,
                 ..
-            } => seals.push(SealInfo {
+            } => self.seals.push(SealInfo {
                 time: r.time.clone(),
                 run_id: id.clone(),
                 manifest: manifest.clone(),
@@ -334,21 +235,155 @@ pub fn build(records: &[JournalRecord]) -> Timeline {
                 key_fingerprint: key_fingerprint.clone(),
                 sealed_by: sealed_by.clone(),
             }),
-            // Watch journals are not case journals; nothing to show here.
-            RunEvent::WatchStarted { .. }
-            | RunEvent::WatchDecision { .. }
-            | RunEvent::WatchStopped { .. } => {}
+            _ => return false,
         }
+        true
     }
-    Timeline {
-        case: records.first().map(|r| r.case.clone()),
-        records: records.len(),
-        runs,
-        plugins,
-        seals,
-        targets: targets.into_values().collect(),
-        unreadable: Vec::new(),
-    }
+}
+
+/// The line a record adds to its target's timeline: (target, step, text).
+/// None for records that are not about a target (and for plugin logs below
+/// `warn`, progress, and watch records).
+fn target_line<'a>(
+    event: &'a RunEvent,
+    loaded: &BTreeMap<String, (String, String)>,
+) -> Option<(&'a str, Option<&'a str>, String)> {
+    Some(match event {
+        RunEvent::TargetStarted { target } => (target, None, "target started".into()),
+        RunEvent::StepStarted { .. }
+        | RunEvent::StepRetrying { .. }
+        | RunEvent::StepFinished { .. }
+        | RunEvent::StepSkipped { .. } => return step_line(event, loaded),
+        RunEvent::PluginLog {
+            target,
+            step,
+            plugin,
+            level,
+            message,
+        } if level == "warn" || level == "error" => (
+            target,
+            Some(step),
+            format!("{step}: {plugin} {level}: {message}"),
+        ),
+        RunEvent::EgressDenied {
+            target,
+            step,
+            plugin,
+            method,
+            url,
+            reason,
+        } => (
+            target,
+            Some(step),
+            format!("{step}: egress DENIED to {plugin}: {method} {url} ({reason})"),
+        ),
+        RunEvent::ArtifactRecorded {
+            target,
+            step,
+            kind,
+            provider_id,
+            location,
+            size,
+            sha256,
+            stored,
+            ..
+        } => {
+            let mut text = format!("{step}: artifact {kind} {provider_id} at {location}");
+            if let Some(size) = size {
+                text.push_str(&format!(", {size} bytes"));
+            }
+            if let Some(sha) = sha256 {
+                text.push_str(&format!(", sha256 {sha}"));
+            }
+            if *stored {
+                text.push_str(" (stored in the case)");
+            }
+            (target, Some(step), text)
+        }
+        RunEvent::TargetFinished {
+            target,
+            status,
+            failed_steps,
+            duration_ms,
+        } => {
+            let words = match status {
+                Status::Succeeded => "succeeded".to_string(),
+                _ => format!("FAILED (not completed: {})", failed_steps.join(", ")),
+            };
+            (target, None, format!("target {words} in {duration_ms} ms"))
+        }
+        _ => return None,
+    })
+}
+
+/// The line of a step's start, retry, end or skip.
+fn step_line<'a>(
+    event: &'a RunEvent,
+    loaded: &BTreeMap<String, (String, String)>,
+) -> Option<(&'a str, Option<&'a str>, String)> {
+    Some(match event {
+        RunEvent::StepStarted {
+            target,
+            step,
+            plugin,
+            action,
+            attempt,
+            mutating,
+        } => {
+            let who = match loaded.get(plugin) {
+                Some((name, sha)) => format!("{name}, sha256 {}", short(sha)),
+                None => "plugin not in this run's journal".into(),
+            };
+            let mutates = if *mutating {
+                ", MUTATES the target"
+            } else {
+                ""
+            };
+            (
+                target,
+                Some(step),
+                format!("{step}: started {plugin}.{action} ({who}), attempt {attempt}{mutates}"),
+            )
+        }
+        RunEvent::StepRetrying {
+            target,
+            step,
+            attempt,
+            delay_ms,
+            reason,
+        } => (
+            target,
+            Some(step),
+            format!("{step}: attempt {attempt} failed ({reason}); retrying in {delay_ms} ms"),
+        ),
+        RunEvent::StepFinished {
+            target,
+            step,
+            status,
+            attempts,
+            duration_ms,
+            error,
+            ..
+        } => {
+            let status = match status {
+                Status::Succeeded => "succeeded",
+                Status::Failed => "FAILED",
+                Status::Skipped => "skipped",
+            };
+            let error = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            (
+                target,
+                Some(step),
+                format!("{step}: {status} in {duration_ms} ms after {attempts} attempt(s){error}"),
+            )
+        }
+        RunEvent::StepSkipped {
+            target,
+            step,
+            reason,
+        } => (target, Some(step), format!("{step}: skipped: {reason}")),
+        _ => return None,
+    })
 }
 
 /// The human form.

@@ -7,19 +7,19 @@
 //! every earlier manifest under `manifests/` against the journal prefix it
 //! sealed.
 
-use std::io::Read;
+mod artifacts;
+mod signature;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::keys::PublicKey;
-use super::manifest::{self, Manifest, ManifestArtifact};
-use crate::digest::is_sha256;
+use super::manifest::{self, Manifest};
 use crate::events::RunEvent;
 use crate::journal::chain::{self, BreakKind, ChainBreak, ChainWalk};
+use artifacts::check_artifacts;
+use signature::check_signed;
 
 /// What is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -173,160 +173,6 @@ fn read_optional(path: &Path, subject: &str) -> Result<Option<Vec<u8>>, Problem>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(problem(ProblemKind::Io, subject, e.to_string())),
     }
-}
-
-/// A manifest whose signature (if any) holds.
-struct Checked {
-    manifest: Manifest,
-    signer: Option<PublicKey>,
-}
-
-/// Check a manifest file and its `.sig`; with `pinned`, it must be signed
-/// by that key.
-fn check_signed(
-    subject: &str,
-    bytes: &[u8],
-    sig: Option<&[u8]>,
-    pinned: Option<&PublicKey>,
-) -> Result<Checked, Problem> {
-    let sig_subject = manifest::sig_path_of(subject);
-    let parsed: Result<Manifest, String> = serde_json::from_slice(bytes).map_err(|e| e.to_string());
-    let decode = |sig: &[u8]| {
-        manifest::decode_signature(sig).map_err(|e| {
-            problem(
-                ProblemKind::BadSignature,
-                &sig_subject,
-                format!("not an Ed25519 signature: {e}"),
-            )
-        })
-    };
-    if let Some(key) = pinned {
-        let Some(sig) = sig else {
-            return Err(match &parsed {
-                Ok(m) if m.signature.is_none() => problem(
-                    ProblemKind::BadSignature,
-                    subject,
-                    "the case is unsigned, but --key requires a signature by that key",
-                ),
-                _ => problem(
-                    ProblemKind::MissingFile,
-                    &sig_subject,
-                    "the signature file is missing",
-                ),
-            });
-        };
-        let sig = decode(sig)?;
-        if !key.verify(bytes, &sig) {
-            let embedded = parsed
-                .as_ref()
-                .ok()
-                .and_then(|m| m.signature.as_ref())
-                .and_then(|s| PublicKey::from_hex(&s.public_key).ok())
-                .filter(|k| k.verify(bytes, &sig));
-            return Err(match embedded {
-                Some(other) => problem(
-                    ProblemKind::WrongKey,
-                    subject,
-                    format!(
-                        "signed by key {}, not by the pinned key {}",
-                        other.fingerprint(),
-                        key.fingerprint()
-                    ),
-                ),
-                None => problem(
-                    ProblemKind::BadSignature,
-                    subject,
-                    format!(
-                        "{sig_subject} does not verify over {subject} with the pinned key {}: one of them was changed",
-                        key.fingerprint()
-                    ),
-                ),
-            });
-        }
-        let manifest = parsed.map_err(|e| {
-            problem(
-                ProblemKind::Malformed,
-                subject,
-                format!("signed, but not a manifest: {e}"),
-            )
-        })?;
-        match &manifest.signature {
-            Some(info) if info.key_fingerprint == key.fingerprint() => {}
-            _ => {
-                return Err(problem(
-                    ProblemKind::ManifestMismatch,
-                    subject,
-                    "its signature block does not name the key that signed it",
-                ))
-            }
-        }
-        return Ok(Checked {
-            manifest,
-            signer: Some(key.clone()),
-        });
-    }
-    let manifest = match parsed {
-        Ok(m) => m,
-        Err(e) if sig.is_some() => {
-            return Err(problem(
-                ProblemKind::BadSignature,
-                subject,
-                format!("not a valid manifest any more, it was changed after it was signed ({e})"),
-            ))
-        }
-        Err(e) => return Err(problem(ProblemKind::Malformed, subject, e)),
-    };
-    let Some(info) = &manifest.signature else {
-        if sig.is_some() {
-            return Err(problem(
-                ProblemKind::BadSignature,
-                subject,
-                format!(
-                    "it says it is unsigned, but {sig_subject} exists: the manifest was changed"
-                ),
-            ));
-        }
-        return Ok(Checked {
-            manifest,
-            signer: None,
-        });
-    };
-    let Some(sig) = sig else {
-        return Err(problem(
-            ProblemKind::MissingFile,
-            &sig_subject,
-            format!(
-                "the manifest says it is signed by {}, the signature file is missing",
-                info.key_fingerprint
-            ),
-        ));
-    };
-    let key = PublicKey::from_hex(&info.public_key).map_err(|e| {
-        problem(
-            ProblemKind::BadSignature,
-            subject,
-            format!("the embedded public key is invalid: {e}"),
-        )
-    })?;
-    if key.fingerprint() != info.key_fingerprint {
-        return Err(problem(
-            ProblemKind::BadSignature,
-            subject,
-            "the embedded public key does not match its fingerprint",
-        ));
-    }
-    let sig = decode(sig)?;
-    if !key.verify(bytes, &sig) {
-        return Err(problem(
-            ProblemKind::BadSignature,
-            subject,
-            format!("{sig_subject} does not verify over {subject}: one of them was changed"),
-        ));
-    }
-    Ok(Checked {
-        manifest,
-        signer: Some(key),
-    })
 }
 
 /// Check a manifest against the journal prefix it claims to seal.
@@ -579,132 +425,4 @@ fn check(case_dir: &Path, pinned: Option<&PublicKey>, report: &mut Report) -> Re
         }
     }
     Ok(())
-}
-
-/// Check size and sha256 of every stored artifact, hashing on all cores;
-/// the first failure in journal order is reported.
-fn check_artifacts(
-    case_dir: &Path,
-    artifacts: &[ManifestArtifact],
-    report: &mut Report,
-) -> Result<(), Problem> {
-    let mut seen = std::collections::HashSet::new();
-    let mut stored: Vec<&ManifestArtifact> = Vec::new();
-    for a in artifacts.iter().filter(|a| a.stored) {
-        let sha = a.sha256.as_deref().unwrap_or_default();
-        let subject = format!("artifact {}", a.provider_id);
-        if !is_sha256(sha) {
-            return Err(problem(
-                ProblemKind::Malformed,
-                subject,
-                format!("recorded at record {} without a valid sha256", a.seq + 1),
-            ));
-        }
-        if a.location != format!("artifacts/{sha}") {
-            return Err(problem(
-                ProblemKind::ManifestMismatch,
-                subject,
-                format!("location {} is not artifacts/{sha}", a.location),
-            ));
-        }
-        if seen.insert(sha) {
-            stored.push(a);
-        }
-    }
-    let results: Vec<Mutex<Option<Result<u64, Problem>>>> =
-        stored.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
-        .min(stored.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(a) = stored.get(i) else { break };
-                let r = check_artifact(case_dir, a);
-                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    for r in results {
-        let r = r.into_inner().unwrap_or_else(|p| p.into_inner());
-        let size = r.expect("every artifact was checked")?;
-        report.artifacts_checked += 1;
-        report.artifact_bytes += size;
-    }
-    Ok(())
-}
-
-fn check_artifact(case_dir: &Path, a: &ManifestArtifact) -> Result<u64, Problem> {
-    let sha = a.sha256.as_deref().unwrap_or_default();
-    let fail = |kind: ProblemKind, message: String| Problem {
-        artifact: Some(sha.to_string()),
-        record: Some(a.seq + 1),
-        ..problem(
-            kind,
-            format!("artifact {sha}"),
-            format!(
-                "{message} ({} {} from step {} on {}, record {})",
-                a.kind,
-                a.provider_id,
-                a.step,
-                a.target,
-                a.seq + 1
-            ),
-        )
-    };
-    let path = case_dir.join("artifacts").join(sha);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(fail(
-                ProblemKind::MissingFile,
-                format!("artifacts/{sha} is missing"),
-            ))
-        }
-        Err(e) => return Err(fail(ProblemKind::Io, format!("artifacts/{sha}: {e}"))),
-    };
-    if !meta.is_file() {
-        return Err(fail(
-            ProblemKind::MissingFile,
-            format!("artifacts/{sha} is not a regular file"),
-        ));
-    }
-    if let Some(size) = a.size {
-        if meta.len() != size {
-            return Err(fail(
-                ProblemKind::SizeMismatch,
-                format!(
-                    "artifacts/{sha} is {} bytes, {size} were recorded",
-                    meta.len()
-                ),
-            ));
-        }
-    }
-    let mut file = std::fs::File::open(&path)
-        .map_err(|e| fail(ProblemKind::Io, format!("artifacts/{sha}: {e}")))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| fail(ProblemKind::Io, format!("artifacts/{sha}: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    let got = hex::encode(hasher.finalize());
-    if got != sha {
-        return Err(fail(
-            ProblemKind::HashMismatch,
-            format!("the content hashes to {got}, it was changed"),
-        ));
-    }
-    Ok(total)
 }

@@ -7,25 +7,34 @@
 //! Every decision is a record in the watch journal, a hash chain like a
 //! case journal (`<cases-dir>/<journal-id>/journal.jsonl`).
 
+mod claims;
+pub mod conditions;
+pub mod event_paths;
+mod http;
+mod record;
+pub mod rules;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::api::{Host, RunState};
 use crate::diagnostics::Diagnostics;
-use crate::engine::RunOptions;
+use crate::digest::sha256_hex;
 use crate::events::{RunEvent, WatchDecisionKind};
-use crate::journal::{CaseJournal, JournalRecord};
-use crate::plan::PlaybookPlan;
-use crate::rules::{Rule, Rules};
+use crate::facade::{Host, PlaybookPlan, RunOptions, RunState};
+use crate::journal::CaseJournal;
+use crate::target::TargetSpec;
+use claims::Claims;
+pub use http::http_router;
+use record::emit;
+use rules::{Rule, Rules};
 
 /// Largest event accepted (a line or a POST body).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -54,11 +63,6 @@ pub struct WatchReport {
     pub failed_runs: u64,
 }
 
-enum Claim {
-    Active { run_id: String },
-    Done { run_id: String, at: Instant },
-}
-
 /// Matches events and starts runs.
 pub struct Watcher {
     host: Host,
@@ -69,7 +73,7 @@ pub struct Watcher {
     concurrency: usize,
     dedup_window: Duration,
     semaphore: Arc<Semaphore>,
-    claims: Arc<Mutex<HashMap<String, Claim>>>,
+    claims: Arc<Claims>,
     runs: Mutex<JoinSet<bool>>,
     events: AtomicU64,
     started_runs: AtomicU64,
@@ -90,6 +94,19 @@ pub struct Decision {
     pub case: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl Decision {
+    fn new(decision: WatchDecisionKind, rule: Option<&Rule>, reason: Option<String>) -> Self {
+        Decision {
+            decision,
+            rule: rule.map(|r| r.name.clone()),
+            targets: Vec::new(),
+            run_id: None,
+            case: None,
+            reason,
+        }
+    }
 }
 
 impl Watcher {
@@ -152,7 +169,7 @@ impl Watcher {
     /// Decide about one event. `line` is its line number in its source.
     pub fn handle(&self, source: &str, line: Option<u64>, text: &str) -> Decision {
         self.events.fetch_add(1, Ordering::Relaxed);
-        let sha = hex::encode(Sha256::digest(text.as_bytes()));
+        let sha = sha256_hex(text.as_bytes());
         let record = |d: &Decision,
                       event_id: Option<String>,
                       playbook: Option<String>,
@@ -172,38 +189,14 @@ impl Watcher {
                 event,
             });
         };
-        let decision = |kind, rule: Option<&Rule>, reason: Option<String>| Decision {
-            decision: kind,
-            rule: rule.map(|r| r.name.clone()),
-            targets: Vec::new(),
-            run_id: None,
-            case: None,
-            reason,
-        };
         let event: Value = match serde_json::from_str::<Value>(text) {
             Ok(v) if v.is_object() => v,
-            Ok(_) => {
-                let d = decision(
-                    WatchDecisionKind::Malformed,
-                    None,
-                    Some("not a JSON object".into()),
-                );
-                record(&d, None, None, None);
-                return d;
-            }
-            Err(e) => {
-                let d = decision(
-                    WatchDecisionKind::Malformed,
-                    None,
-                    Some(format!("not JSON: {e}")),
-                );
-                record(&d, None, None, None);
-                return d;
-            }
+            Ok(_) => return self.refuse(&record, "not a JSON object".into()),
+            Err(e) => return self.refuse(&record, format!("not JSON: {e}")),
         };
         let event_id = event.get("id").and_then(Value::as_str).map(str::to_string);
         let Some(rule) = self.rules.first_match(&event) else {
-            let d = decision(
+            let d = Decision::new(
                 WatchDecisionKind::Ignored,
                 None,
                 Some("no rule matched".into()),
@@ -215,7 +208,7 @@ impl Watcher {
         let targets = rule.targets(&event);
         if targets.is_empty() {
             let paths: Vec<&str> = rule.targets.iter().map(|t| t.id.as_str()).collect();
-            let d = decision(
+            let d = Decision::new(
                 WatchDecisionKind::Ignored,
                 Some(rule),
                 Some(format!(
@@ -229,39 +222,9 @@ impl Watcher {
         }
         // Claim the targets that are free; report the others.
         let run_id = uuid::Uuid::new_v4().to_string();
-        let mut fresh = Vec::new();
-        let mut duplicates = Vec::new();
-        {
-            let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
-            for target in targets {
-                let label = target.label();
-                let busy = match claims.get(&label) {
-                    Some(Claim::Active { run_id }) => Some(format!("run {run_id} is active")),
-                    Some(Claim::Done { run_id, at }) if at.elapsed() < self.dedup_window => {
-                        Some(format!(
-                            "run {run_id} handled it {}s ago (dedup window {}s)",
-                            at.elapsed().as_secs(),
-                            self.dedup_window.as_secs()
-                        ))
-                    }
-                    _ => None,
-                };
-                match busy {
-                    Some(reason) => duplicates.push((label, reason)),
-                    None => {
-                        claims.insert(
-                            label,
-                            Claim::Active {
-                                run_id: run_id.clone(),
-                            },
-                        );
-                        fresh.push(target);
-                    }
-                }
-            }
-        }
+        let (fresh, duplicates) = self.claims.claim(targets, &run_id, self.dedup_window);
         for (label, reason) in &duplicates {
-            let mut d = decision(
+            let mut d = Decision::new(
                 WatchDecisionKind::Deduplicated,
                 Some(rule),
                 Some(format!("{label}: {reason}")),
@@ -270,7 +233,7 @@ impl Watcher {
             record(&d, event_id.clone(), playbook.clone(), None);
         }
         if fresh.is_empty() {
-            let mut d = decision(
+            let mut d = Decision::new(
                 WatchDecisionKind::Deduplicated,
                 Some(rule),
                 Some(
@@ -291,18 +254,41 @@ impl Watcher {
         );
         options.run_id = run_id.clone();
         options.params = rule.params(&event, fresh.first());
-        let labels: Vec<String> = fresh.iter().map(|t| t.label()).collect();
         let d = Decision {
             decision: WatchDecisionKind::Matched,
             rule: Some(rule.name.clone()),
-            targets: labels.clone(),
-            run_id: Some(run_id.clone()),
+            targets: fresh.iter().map(|t| t.label()).collect(),
+            run_id: Some(run_id),
             case: Some(options.case_id.to_string()),
             reason: None,
         };
         record(&d, event_id, playbook.clone(), Some(event.clone()));
-        self.started_runs.fetch_add(1, Ordering::Relaxed);
+        self.start_run(source, rule, playbook, fresh, options);
+        d
+    }
 
+    /// Journal a malformed event.
+    fn refuse(
+        &self,
+        record: &impl Fn(&Decision, Option<String>, Option<String>, Option<Value>),
+        reason: String,
+    ) -> Decision {
+        let d = Decision::new(WatchDecisionKind::Malformed, None, Some(reason));
+        record(&d, None, None, None);
+        d
+    }
+
+    /// Start the run a match decided (when a permit is free), and journal
+    /// how it finished.
+    fn start_run(
+        &self,
+        source: &str,
+        rule: &Rule,
+        playbook: Option<String>,
+        targets: Vec<TargetSpec>,
+        options: RunOptions,
+    ) {
+        self.started_runs.fetch_add(1, Ordering::Relaxed);
         let plan = self.plans[&rule.playbook].clone();
         let host = self.host.clone();
         let semaphore = self.semaphore.clone();
@@ -312,13 +298,15 @@ impl Watcher {
         let failed_runs = self.failed_runs.clone();
         let source = source.to_string();
         let rule_name = rule.name.clone();
-        let case = options.case_id.to_string();
+        let labels: Vec<String> = targets.iter().map(|t| t.label()).collect();
         self.runs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
-                let run = host.start(plan, fresh, options);
+                let run_id = options.run_id.clone();
+                let case = options.case_id.to_string();
+                let run = host.start(plan, targets, options);
                 let result = run.wait().await;
                 let state = run.status().state;
                 let ok = result.is_ok() && state == RunState::Succeeded;
@@ -331,22 +319,7 @@ impl Watcher {
                     ),
                     Err(e) => format!("error: {e:#}"),
                 };
-                {
-                    let mut claims = claims.lock().unwrap_or_else(|p| p.into_inner());
-                    for label in &labels {
-                        if ok {
-                            claims.insert(
-                                label.clone(),
-                                Claim::Done {
-                                    run_id: run_id.clone(),
-                                    at: Instant::now(),
-                                },
-                            );
-                        } else {
-                            claims.remove(label);
-                        }
-                    }
-                }
+                claims.finish(&labels, &run_id, ok);
                 if !ok {
                     failed_runs.fetch_add(1, Ordering::Relaxed);
                 }
@@ -370,7 +343,6 @@ impl Watcher {
                 );
                 ok
             });
-        d
     }
 
     /// Read events, one per line, until the reader ends.
@@ -525,65 +497,6 @@ impl Watcher {
     }
 }
 
-fn emit(journal: &CaseJournal, json: bool, event: RunEvent) {
-    match journal.append(event) {
-        Ok(record) => print_record(&record, json),
-        Err(e) => tracing::error!(error = %e, "watch journal write failed"),
-    }
-}
-
-fn print_record(record: &JournalRecord, json: bool) {
-    if json {
-        if let Ok(line) = serde_json::to_string(record) {
-            println!("{line}");
-        }
-        return;
-    }
-    match &record.event {
-        RunEvent::WatchStarted { rules, source, .. } => {
-            println!("watching {source} with {rules}");
-        }
-        RunEvent::WatchDecision {
-            decision,
-            line,
-            rule,
-            targets,
-            run_id,
-            case,
-            reason,
-            ..
-        } => {
-            let kind = decision.as_str();
-            let mut text = format!("{kind:<12}");
-            if let Some(line) = line {
-                text.push_str(&format!(" line {line}"));
-            }
-            if let Some(rule) = rule {
-                text.push_str(&format!(" rule {rule}"));
-            }
-            if !targets.is_empty() {
-                text.push_str(&format!(" {}", targets.join(",")));
-            }
-            if let Some(run_id) = run_id {
-                text.push_str(&format!(" run {run_id}"));
-            }
-            if let Some(case) = case {
-                text.push_str(&format!(" case {case}"));
-            }
-            if let Some(reason) = reason {
-                text.push_str(&format!(": {reason}"));
-            }
-            println!("{text}");
-        }
-        RunEvent::WatchStopped {
-            events,
-            runs,
-            failed_runs,
-        } => println!("stopped: {events} events, {runs} runs, {failed_runs} failed"),
-        _ => {}
-    }
-}
-
 /// Why a watch could not start.
 #[derive(Debug)]
 pub enum WatchError {
@@ -595,46 +508,4 @@ impl From<Diagnostics> for WatchError {
     fn from(d: Diagnostics) -> Self {
         WatchError::Invalid(d)
     }
-}
-
-/// The HTTP source: `POST /v1/events` with one JSON object, or several
-/// one per line; the answer lists a decision per event. `GET /healthz`
-/// answers without a token; with a token, every other route needs it.
-pub fn http_router(
-    watcher: Arc<Watcher>,
-    token: Option<crate::http_auth::BearerToken>,
-) -> axum::Router {
-    use axum::routing::{get, post};
-    let mut events = axum::Router::new().route("/v1/events", post(post_events));
-    if let Some(token) = token {
-        events = events.route_layer(axum::middleware::from_fn_with_state(
-            token,
-            crate::http_auth::require_token,
-        ));
-    }
-    axum::Router::new()
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .merge(events)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BYTES))
-        .with_state(watcher)
-}
-
-async fn post_events(
-    axum::extract::State(watcher): axum::extract::State<Arc<Watcher>>,
-    body: String,
-) -> axum::Json<Vec<Decision>> {
-    let whole = serde_json::from_str::<Value>(&body).is_ok_and(|v| v.is_object());
-    let decisions = if whole {
-        vec![watcher.handle("http", None, body.trim())]
-    } else {
-        body.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| watcher.handle("http", Some(i as u64 + 1), l))
-            .collect()
-    };
-    axum::Json(decisions)
 }
