@@ -593,3 +593,78 @@ fn an_invalid_case_id_exits_2_before_anything_is_written() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(ws.cases().join("IR-42.a_b").join("journal.jsonl").is_file());
 }
+
+#[test]
+fn a_second_run_on_a_case_in_use_exits_2_and_the_case_still_verifies() {
+    let ws = Workspace::new();
+    let slow = ws.playbook(
+        "slow.toml",
+        &PLAYBOOK.replace(
+            "config = { volumes = 3, interfaces = 2 }",
+            "config = { volumes = 3, interfaces = 2, sleep_ms = 3000 }",
+        ),
+    );
+    let pb = ws.playbook("pb.toml", PLAYBOOK);
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "run",
+            slow.to_str().unwrap(),
+            "--target",
+            "test:a",
+            "--case",
+            "busy",
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .env_remove("IRHOST_SIGNING_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = ws.cases().join("busy").join("journal.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !irhost::journal::read_records(&journal)
+        .unwrap_or_default()
+        .iter()
+        .any(|r| matches!(r.event, RunEvent::StepStarted { .. }))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = ws.irhost(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--target",
+        "test:b",
+        "--case",
+        "busy",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("case busy is in use by run "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(first.wait().unwrap().success());
+    let records = ws.journal("busy");
+    assert!(
+        !records.iter().any(|r| r.event.target() == Some("test:b")),
+        "the refused run wrote nothing"
+    );
+    let verified = ws.irhost(&["verify", ws.cases().join("busy").to_str().unwrap()]);
+    assert_eq!(verified.status.code(), Some(0), "{}", stdout(&verified));
+    // Free again: the same case can be continued.
+    let out = ws.irhost(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--target",
+        "test:b",
+        "--case",
+        "busy",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

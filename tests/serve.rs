@@ -54,7 +54,13 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(|_| Vec::new())
+    }
+
+    /// Start with more arguments, made from the workspace before the start.
+    fn start_with(extra: impl FnOnce(&Workspace) -> Vec<String>) -> Server {
         let ws = Workspace::new();
+        let extra = extra(&ws);
         let playbooks = ws.path().join("playbooks");
         std::fs::create_dir_all(&playbooks).unwrap();
         let pb = ws.playbook("api-test.toml", PLAYBOOK);
@@ -67,6 +73,7 @@ impl Server {
             .arg(&playbooks)
             .arg("--token-file")
             .arg(&token_file)
+            .args(&extra)
             .current_dir(ws.path())
             .env("IRHOST_CASES_DIR", ws.cases())
             .env("IRHOST_CACHE_DIR", shared_cache())
@@ -333,7 +340,17 @@ fn a_run_goes_from_request_to_verified_case_with_events() {
 
     let (status, verify) = server.get("/v1/cases/api-1/verify");
     assert_eq!(status, 200);
-    assert_eq!(verify["valid"], true, "{verify}");
+    // Intact, but never `valid` without a key the server pins.
+    assert_eq!(verify["intact"], true, "{verify}");
+    assert_eq!(verify["valid"], false, "{verify}");
+    assert_eq!(verify["key_pinned"], false, "{verify}");
+    assert!(
+        verify["signature"]
+            .as_str()
+            .unwrap()
+            .contains("not checked against a pinned key"),
+        "{verify}"
+    );
     let records = server.ws.journal("api-1");
     assert_eq!(verify["records"], records.len() as u64);
 
@@ -343,10 +360,70 @@ fn a_run_goes_from_request_to_verified_case_with_events() {
     std::fs::write(&path, text.replacen("test:a", "test:z", 1)).unwrap();
     let (_, verify) = server.get("/v1/cases/api-1/verify");
     assert_eq!(verify["valid"], false, "{verify}");
+    assert_eq!(verify["intact"], false, "{verify}");
     assert!(
         verify["error"].as_str().unwrap().contains("hash mismatch"),
         "{verify}"
     );
+}
+
+#[test]
+fn verify_is_valid_only_on_the_key_the_server_pins() {
+    // Two keys; the server pins the first.
+    let server = Server::start_with(|ws| {
+        for name in ["pinned", "other"] {
+            let prefix = ws.path().join(name);
+            let out = ws.irhost(&["keygen", "-o", prefix.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        vec![
+            "--verify-key".into(),
+            ws.path().join("pinned.pub").display().to_string(),
+        ]
+    });
+    let ws = &server.ws;
+    let pb = ws.playbook("signed.toml", PLAYBOOK);
+    for (case, key) in [("by-pinned", "pinned.key"), ("by-other", "other.key")] {
+        let out = ws.irhost(&[
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            "test:a",
+            "--case",
+            case,
+            "--signing-key",
+            ws.path().join(key).to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let (status, verify) = server.get("/v1/cases/by-pinned/verify");
+    assert_eq!(status, 200);
+    assert_eq!(verify["valid"], true, "{verify}");
+    assert_eq!(verify["key_pinned"], true, "{verify}");
+    assert!(
+        verify["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with("signed by the pinned key"),
+        "{verify}"
+    );
+    // Signed, intact on its own key, but not by the pinned one.
+    let (_, verify) = server.get("/v1/cases/by-other/verify");
+    assert_eq!(verify["valid"], false, "{verify}");
+    assert!(
+        verify["error"].as_str().unwrap().contains("wrong key"),
+        "{verify}"
+    );
+    // A server whose --verify-key is not a key does not start.
+    let out = server.ws.irhost(&[
+        "serve",
+        "--verify-key",
+        pb.to_str().unwrap(),
+        "--token-file",
+        pb.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--verify-key"), "{}", stderr(&out));
 }
 
 #[test]
@@ -379,6 +456,21 @@ fn a_long_run_survives_its_client_and_is_cancelled() {
             .any(|st| st["state"] == "running")
     });
     assert_eq!(status["state"], "running");
+
+    // One run writes a case at a time: a second one is refused (409, naming
+    // the run that holds it) and nothing of it is journaled.
+    let (status, refused) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:other"], "case": "api-slow"}),
+    );
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("run {run}")),
+        "{refused}"
+    );
 
     let started = Instant::now();
     let (code, answer) = server.post(&format!("/v1/runs/{run}/cancel"), &json!({}));
@@ -414,4 +506,16 @@ fn a_long_run_survives_its_client_and_is_cancelled() {
         records[n - 1].event,
         irhost::events::RunEvent::CaseSealed { .. }
     ));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.event.target() == Some("test:other")),
+        "the refused run wrote nothing"
+    );
+    // The case is free again once its run has ended.
+    let (status, created) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:other"], "case": "api-slow"}),
+    );
+    assert_eq!(status, 201, "{created}");
 }

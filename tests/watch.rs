@@ -370,6 +370,18 @@ fn a_followed_file_is_read_as_it_grows() {
         }
     };
     wait_for("the watch to start", &|r| !r.is_empty());
+    // A second watch on the same watch journal is refused: one writer.
+    let second = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args(["watch", "--rules", rules.to_str().unwrap(), "--events"])
+        .arg(&events)
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    assert!(said.contains("in use by irhost watch (follow:"), "{said}");
     // A line written in two pieces is one event.
     let mut file = std::fs::OpenOptions::new()
         .append(true)

@@ -196,6 +196,7 @@ fn fleet(rt: &tokio::runtime::Runtime, targets: usize, concurrency: usize) {
         dir.path().join("cases"),
         concurrency,
     );
+    let lock = engine::lock_case(&options).unwrap();
     let start = Instant::now();
     let summary = rt
         .block_on(engine::run_plan(
@@ -205,6 +206,7 @@ fn fleet(rt: &tokio::runtime::Runtime, targets: usize, concurrency: usize) {
             options,
             None,
             Default::default(),
+            lock,
         ))
         .unwrap();
     let wall = start.elapsed();

@@ -198,4 +198,8 @@ pub struct ServeArgs {
     /// Most targets processed at once within a run
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// The public key (from `irhost keygen`) a case must be signed by for
+    /// the verify route to call it valid; without one it is never valid
+    #[arg(long, value_name = "PUBKEY")]
+    pub verify_key: Option<PathBuf>,
 }

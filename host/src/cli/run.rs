@@ -10,7 +10,7 @@ use super::display::{print_summary, RunDisplay};
 use super::plan::{collect_targets, print_plan};
 use super::{exit_code, Failure};
 use crate::custody;
-use crate::facade::{Host, RunOptions};
+use crate::facade::{CaseLockError, Host, RunOptions};
 
 pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure> {
     let signing_key = args
@@ -21,14 +21,18 @@ pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure
         .map_err(|e| Failure::Invalid(format!("--signing-key: {e:#}")))?;
     let plan = host.load(&args.playbook).await?;
     let targets = collect_targets(&args.targets, &plan)?;
+    let run_targets = targets.len();
     if args.dry_run {
         print_plan(&plan, &targets, args.json);
         return Ok(ExitCode::SUCCESS);
     }
     let mut options = RunOptions::new(args.case.clone(), args.cases_dir.clone(), args.concurrency);
     options.signing_key = signing_key;
-    let display = RunDisplay::new(args.json, targets.len());
-    let run = host.start(plan, targets, options);
+    let run = host.start(plan, targets, options).map_err(|e| match e {
+        CaseLockError::Held { .. } => Failure::Invalid(e.to_string()),
+        CaseLockError::Io(_) => Failure::Runtime(e.to_string()),
+    })?;
+    let display = RunDisplay::new(args.json, run_targets);
     let mut events = run.events();
     while let Some(record) = events.next().await {
         display.show(&record);

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use super::args::ServeArgs;
 use super::{read_token, Failure};
+use crate::custody::keys::PublicKey;
 use crate::facade::Host;
 use crate::serve::ServeConfig;
 
@@ -19,7 +20,14 @@ pub(super) async fn serve(host: Host, args: &ServeArgs) -> Result<ExitCode, Fail
             args.playbooks.display()
         )));
     }
+    let verify_key = args
+        .verify_key
+        .as_deref()
+        .map(PublicKey::load)
+        .transpose()
+        .map_err(|e| Failure::Invalid(format!("--verify-key: {e:#}")))?;
     let config = ServeConfig {
+        verify_key,
         playbooks_dir: args.playbooks.clone(),
         cases_dir: args.cases_dir.clone(),
         token,

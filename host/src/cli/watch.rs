@@ -39,6 +39,7 @@ pub(super) async fn watch(host: Host, args: &WatchArgs) -> Result<ExitCode, Fail
         .await
         .map_err(|e| match e {
             WatchError::Invalid(d) => Failure::Invalid(d.to_string()),
+            WatchError::InUse(m) => Failure::Invalid(m),
             WatchError::Runtime(m) => Failure::Runtime(m),
         })?;
     let watcher = Arc::new(watcher);

@@ -12,14 +12,20 @@ use tokio_util::sync::CancellationToken;
 use super::{scheduler, sealed, RunContext, RunOptions, RunSummary, TargetOutcome};
 use crate::custody::{self, Sealed};
 use crate::events::{RunEvent, Status};
-use crate::journal::{CaseRecorder, RecordObserver};
+use crate::journal::{CaseLock, CaseLockError, CaseRecorder, RecordObserver};
 use crate::plan::PlaybookPlan;
 use crate::runtime::PluginRuntime;
 use crate::target::TargetSpec;
 
-/// Run `plan` against `targets`. Returns once every target has finished;
-/// per-target failures are in the summary, an `Err` means the run itself
-/// could not proceed (the case journal could not be written).
+/// Lock the run's case directory for it: one run writes a case at a time.
+pub fn lock_case(options: &RunOptions) -> Result<CaseLock, CaseLockError> {
+    CaseLock::acquire(&options.case_dir(), &format!("run {}", options.run_id))
+}
+
+/// Run `plan` against `targets`, holding `lock` (from [`lock_case`]) until
+/// the case is sealed. Returns once every target has finished; per-target
+/// failures are in the summary, an `Err` means the run itself could not
+/// proceed (the case journal could not be written).
 pub async fn run_plan(
     runtime: Arc<PluginRuntime>,
     plan: Arc<PlaybookPlan>,
@@ -27,7 +33,14 @@ pub async fn run_plan(
     options: RunOptions,
     observer: Option<RecordObserver>,
     cancel: CancellationToken,
+    lock: CaseLock,
 ) -> anyhow::Result<RunSummary> {
+    anyhow::ensure!(
+        lock.path().parent() == Some(options.case_dir().as_path()),
+        "the case lock {} is not the lock of {}",
+        lock.path().display(),
+        options.case_dir().display()
+    );
     plan.check_targets(&targets).map_err(anyhow::Error::msg)?;
     let case_dir = options.case_dir();
     let recorder = CaseRecorder::open(&case_dir, options.case_id.as_str(), observer)?;
@@ -70,6 +83,7 @@ pub async fn run_plan(
         summary.seal = Some(seal(&ctx)?);
     }
     recorder.ensure_written()?;
+    drop(lock);
     Ok(summary)
 }
 

@@ -33,7 +33,7 @@ use crate::playbook::OnError;
 use crate::runtime::bindings::{Artifact, IsolationRecord};
 use crate::runtime::PluginRuntime;
 
-pub use lifecycle::run_plan;
+pub use lifecycle::{lock_case, run_plan};
 pub use step::{retry_delay, BACKOFF_BASE, BACKOFF_CAP};
 
 /// How to run.

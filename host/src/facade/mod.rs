@@ -26,7 +26,7 @@
 //! let given = vec![TargetSpec::parse("aws:i-0abc").map_err(anyhow::Error::msg)?];
 //! let targets = plan.resolve_targets(given).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 //! let options = RunOptions::new(Some(CaseId::parse("IR-42").map_err(anyhow::Error::msg)?), "cases".into(), 16);
-//! let run = host.start(plan, targets, options);
+//! let run = host.start(plan, targets, options)?; // refused while another run holds the case
 //!
 //! // Every journal record, from the first, as a stream that ends with the run.
 //! let mut events = run.events();
@@ -56,6 +56,7 @@ use crate::runtime::{PluginRuntime, PluginSource};
 use crate::target::TargetSpec;
 
 pub use crate::engine::{RunOptions, RunSummary, StepOutcome, TargetOutcome};
+pub use crate::journal::CaseLockError;
 pub use crate::plan::{PlannedStep, PlaybookPlan, TargetsError};
 pub use crate::runtime::bindings::PluginInfo;
 pub use crate::runtime::RuntimeConfig;
@@ -101,12 +102,15 @@ impl Host {
 
     /// Start running `plan` against `targets` on the current tokio runtime.
     /// The run goes on whether or not anyone follows its events or awaits it.
+    /// Refused, with nothing written, while another run (of this process
+    /// or another) holds the case.
     pub fn start(
         &self,
         plan: Arc<PlaybookPlan>,
         targets: Vec<TargetSpec>,
         options: RunOptions,
-    ) -> RunHandle {
+    ) -> Result<RunHandle, CaseLockError> {
+        let lock = engine::lock_case(&options)?;
         let labels: Vec<String> = targets.iter().map(TargetSpec::label).collect();
         let steps: Vec<String> = plan.steps.iter().map(|s| s.spec.id.clone()).collect();
         let mut status = RunStatus::new(
@@ -127,11 +131,19 @@ impl Host {
         let cancel = handle.cancel_token();
         let runtime = self.runtime.clone();
         tokio::spawn(async move {
-            let result =
-                engine::run_plan(runtime, plan, targets, options, Some(observer), cancel).await;
+            let result = engine::run_plan(
+                runtime,
+                plan,
+                targets,
+                options,
+                Some(observer),
+                cancel,
+                lock,
+            )
+            .await;
             finish(result);
         });
-        handle
+        Ok(handle)
     }
 
     /// Load one plugin file as the runtime would (world, `describe`,

@@ -5,12 +5,14 @@
 //!
 //! [`chain`] walks the chain (the one walker); [`recorder`] is how a run
 //! writes: append and notify observers under one lock, so every observer
-//! sees records in journal order.
+//! sees records in journal order; [`lock`] keeps a case to one writer.
 
 pub mod chain;
+pub mod lock;
 pub mod recorder;
 
 pub use chain::{BreakKind, ChainBreak, ChainWalk};
+pub use lock::{CaseLock, CaseLockError};
 pub use recorder::{CaseRecorder, RecordObserver};
 
 use std::fs::{File, OpenOptions};

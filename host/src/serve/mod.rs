@@ -52,6 +52,9 @@ pub struct ServeConfig {
     pub body_limit: usize,
     /// Targets processed at once within one run (a request may lower it).
     pub run_concurrency: usize,
+    /// The key cases must be signed by for `GET /v1/cases/{id}/verify` to
+    /// call them valid (`--verify-key`).
+    pub verify_key: Option<crate::custody::keys::PublicKey>,
 }
 
 pub(super) struct ServeState {

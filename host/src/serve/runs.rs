@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody, ServeState};
 use crate::case_id::CaseId;
-use crate::facade::{RunHandle, RunOptions, RunState, RunStatus, TargetsError};
+use crate::facade::{CaseLockError, RunHandle, RunOptions, RunState, RunStatus, TargetsError};
 use crate::target::TargetSpec;
 
 /// A target: `"provider:id"` or an object.
@@ -121,6 +121,7 @@ fn target_spec(input: TargetInput) -> Result<TargetSpec, ApiError> {
         (status = 400, description = "invalid request or playbook", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such playbook", body = ErrorBody),
+        (status = 409, description = "another run holds the case", body = ErrorBody),
         (status = 413, description = "body too large")
     )
 )]
@@ -158,7 +159,13 @@ pub(super) async fn create_run(
         .clamp(1, state.config.run_concurrency.max(1));
     let mut options = RunOptions::new(case, state.config.cases_dir.clone(), concurrency);
     options.params = request.params;
-    let run = state.host.start(plan, targets, options);
+    let run = state
+        .host
+        .start(plan, targets, options)
+        .map_err(|e| match e {
+            CaseLockError::Held { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
+            CaseLockError::Io(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        })?;
     let run_id = run.run_id().to_string();
     let created = RunCreated {
         case_id: run.case_id().to_string(),

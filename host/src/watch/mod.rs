@@ -29,7 +29,7 @@ use crate::diagnostics::Diagnostics;
 use crate::digest::sha256_hex;
 use crate::events::{RunEvent, WatchDecisionKind};
 use crate::facade::{Host, PlaybookPlan, RunOptions, RunState};
-use crate::journal::CaseJournal;
+use crate::journal::{CaseJournal, CaseLock, CaseLockError};
 use crate::target::TargetSpec;
 use claims::Claims;
 pub use http::http_router;
@@ -65,6 +65,8 @@ pub struct WatchReport {
 
 /// Matches events and starts runs.
 pub struct Watcher {
+    /// Held for the watcher's life: the watch journal has one writer.
+    _lock: CaseLock,
     host: Host,
     rules: Arc<Rules>,
     plans: HashMap<PathBuf, Arc<PlaybookPlan>>,
@@ -125,14 +127,21 @@ impl Watcher {
                 plans.insert(rule.playbook.clone(), plan);
             }
         }
-        let journal = CaseJournal::open(
-            &options.cases_dir.join(&options.journal_id),
-            &options.journal_id,
-        )
-        .map_err(|e| WatchError::Runtime(format!("cannot open the watch journal: {e:#}")))?;
+        let journal_dir = options.cases_dir.join(&options.journal_id);
+        // One watch writes a watch journal at a time.
+        let lock =
+            CaseLock::acquire(&journal_dir, &format!("irhost watch ({source})")).map_err(|e| {
+                match e {
+                    CaseLockError::Held { .. } => WatchError::InUse(e.to_string()),
+                    CaseLockError::Io(m) => WatchError::Runtime(m),
+                }
+            })?;
+        let journal = CaseJournal::open(&journal_dir, &options.journal_id)
+            .map_err(|e| WatchError::Runtime(format!("cannot open the watch journal: {e:#}")))?;
         let concurrency = options.concurrency.unwrap_or(rules.concurrency).max(1);
         let dedup_window = options.dedup_window.unwrap_or(rules.dedup_window);
         let watcher = Watcher {
+            _lock: lock,
             host,
             plans,
             journal: Arc::new(journal),
@@ -306,18 +315,24 @@ impl Watcher {
                 let _permit = semaphore.acquire_owned().await;
                 let run_id = options.run_id.clone();
                 let case = options.case_id.to_string();
-                let run = host.start(plan, targets, options);
-                let result = run.wait().await;
-                let state = run.status().state;
-                let ok = result.is_ok() && state == RunState::Succeeded;
-                let reason = match &result {
-                    Ok(summary) => format!(
-                        "{}: {} succeeded, {} failed",
-                        state.as_str(),
-                        summary.succeeded(),
-                        summary.failed()
-                    ),
-                    Err(e) => format!("error: {e:#}"),
+                let (ok, reason) = match host.start(plan, targets, options) {
+                    Ok(run) => {
+                        let result = run.wait().await;
+                        let state = run.status().state;
+                        let ok = result.is_ok() && state == RunState::Succeeded;
+                        let reason = match &result {
+                            Ok(summary) => format!(
+                                "{}: {} succeeded, {} failed",
+                                state.as_str(),
+                                summary.succeeded(),
+                                summary.failed()
+                            ),
+                            Err(e) => format!("error: {e:#}"),
+                        };
+                        (ok, reason)
+                    }
+                    // Another run holds the case: nothing ran.
+                    Err(e) => (false, format!("error: {e}")),
                 };
                 claims.finish(&labels, &run_id, ok);
                 if !ok {
@@ -501,6 +516,8 @@ impl Watcher {
 #[derive(Debug)]
 pub enum WatchError {
     Invalid(Diagnostics),
+    /// Another watch writes this watch journal.
+    InUse(String),
     Runtime(String),
 }
 
