@@ -27,7 +27,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     // 4. playbooks.
     (
         "playbook",
-        &["diagnostics", "digest", "egress", "runtime", "target"],
+        &[
+            "cloud",
+            "diagnostics",
+            "digest",
+            "egress",
+            "runtime",
+            "target",
+        ],
     ),
     // 5. plans.
     (

@@ -32,6 +32,7 @@ config = {{ volumes = 2, interfaces = 1 }}
 
 [plugins.vault]
 path = "{{vault}}"
+cloud = {{ aws = ["s3"] }}
 limits = {{ memory_mb = {vault_memory_mb}, timeout = "60s" }}
 config = {{ bucket = "{bucket}", retention_days = {RETENTION_DAYS} }}
 

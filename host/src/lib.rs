@@ -21,7 +21,7 @@
 //! | 2 | [`runtime`] (limits, the `Action` enum, sandbox; never a playbook type) | digest, egress, events |
 //! | 3 | [`cloud`] (returns a binding value: allowed hosts, authorizer, config patch, notes) | egress, events, target |
 //! | 3 | [`custody`] (artifact store, seal, the sealed-case reader, verify) | digest, events, journal, runtime |
-//! | 4 | [`playbook`] (raw serde model → checked [`playbook::Playbook`]) | diagnostics, digest, egress, runtime, target |
+//! | 4 | [`playbook`] (raw serde model → checked [`playbook::Playbook`]; grants are [`cloud::CloudGrant`]s) | cloud, diagnostics, digest, egress, runtime, target |
 //! | 5 | [`plan`] | cloud, diagnostics, digest, egress, playbook, runtime, target |
 //! | 6 | [`engine`] (lifecycle, scheduler, step, sealed phase) | case_id, custody, diagnostics, digest, events, journal, plan, playbook, runtime, target |
 //! | 7 | [`facade`] (the library API for embedders and front ends) | everything below |

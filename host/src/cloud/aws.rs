@@ -43,7 +43,7 @@ impl AwsEnvironment {
 
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let mut endpoint_overrides = Vec::new();
-        for service in ["ec2", "s3"] {
+        for service in super::grant::AWS_SERVICES {
             let specific = var(&format!(
                 "AWS_ENDPOINT_URL_{}",
                 service.to_ascii_uppercase()
@@ -72,17 +72,37 @@ impl AwsEnvironment {
     }
 }
 
-/// The SigV4 scope (service, region) of a request host.
+/// Whether `host` (a name or an IP literal) is this machine.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The SigV4 scope (service, region) of an AWS endpoint host: regional
+/// (`ec2.eu-west-1.amazonaws.com`), global (`iam.amazonaws.com`), FIPS
+/// (`ec2-fips.us-east-1…`), dual-stack (`s3.dualstack.us-east-1…`), VPC
+/// endpoint (`vpce-0abc.ec2.us-east-1.vpce.amazonaws.com`) and S3
+/// virtual-hosted (`bucket.s3.us-west-2…`) names; `None` for anything that
+/// is not under `amazonaws.com`.
 pub fn scope_from_host(host: &str) -> Option<(String, String)> {
     let host = host.to_ascii_lowercase();
     let stem = host
         .strip_suffix(".amazonaws.com.cn")
         .or_else(|| host.strip_suffix(".amazonaws.com"))?;
-    let labels: Vec<&str> = stem.split('.').collect();
+    let mut labels: Vec<&str> = stem.split('.').collect();
+    if let [id, service, region, "vpce"] = labels.as_slice() {
+        if id.starts_with("vpce-") {
+            labels = vec![service, region];
+        }
+    }
+    labels.retain(|l| *l != "dualstack");
+    let base = |s: &str| s.strip_suffix("-fips").unwrap_or(s).to_string();
     match labels.as_slice() {
-        [service] => Some((service.to_string(), "us-east-1".to_string())),
+        [service] => Some((base(service), "us-east-1".to_string())),
         [service, region] if service.starts_with("s3") => Some(("s3".into(), region.to_string())),
-        [service, region] => Some((service.to_string(), region.to_string())),
+        [service, region] => Some((base(service), region.to_string())),
         [.., "s3", region] => Some(("s3".into(), region.to_string())),
         _ => None,
     }
@@ -177,6 +197,11 @@ impl ProvideCredentials for LazyChain {
 /// Signs allowed requests of AWS plugins with SigV4.
 pub struct AwsSigner {
     credentials: Arc<AwsCredentialSource>,
+    /// The granted services: only their AWS endpoints get signatures.
+    services: Vec<String>,
+    /// Endpoints of the environment (`AWS_ENDPOINT_URL…`) that are signed
+    /// too: (scheme, host, port).
+    trusted: Vec<(String, String, u16)>,
     /// Scope for hosts that are not `*.amazonaws.com` (endpoint overrides).
     default_service: String,
     default_region: String,
@@ -185,17 +210,68 @@ pub struct AwsSigner {
 }
 
 impl AwsSigner {
-    pub fn new(
+    /// A signer for the granted `services` (the first is the default
+    /// scope of an environment endpoint).
+    pub fn new<S: AsRef<str>>(
         credentials: Arc<AwsCredentialSource>,
-        default_service: &str,
+        services: &[S],
         default_region: &str,
     ) -> Self {
+        let services: Vec<String> = services.iter().map(|s| s.as_ref().to_string()).collect();
         AwsSigner {
             credentials,
-            default_service: default_service.to_string(),
+            default_service: services.first().cloned().unwrap_or_default(),
+            services,
+            trusted: Vec::new(),
             default_region: default_region.to_string(),
             fixed_time: None,
         }
+    }
+
+    /// Also sign requests to these endpoint URLs of the environment (plain
+    /// http only to a loopback address).
+    pub fn trusting(mut self, urls: &[String]) -> Self {
+        for url in urls {
+            let Ok(parsed) = url::Url::parse(url) else {
+                continue;
+            };
+            let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default())
+            else {
+                continue;
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if parsed.scheme() == "https" || (parsed.scheme() == "http" && is_loopback(host)) {
+                self.trusted
+                    .push((parsed.scheme().to_string(), host.to_ascii_lowercase(), port));
+            }
+        }
+        self
+    }
+
+    /// Whether a request to `uri` may carry a signature: HTTPS to an AWS
+    /// endpoint of a granted service, or exactly an endpoint of the
+    /// environment. Everything else leaves unsigned.
+    pub fn in_scope(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if self
+            .trusted
+            .iter()
+            .any(|(s, h, p)| s == scheme && *h == host && *p == port)
+        {
+            return true;
+        }
+        scheme == "https"
+            && port == 443
+            && scope_from_host(&host).is_some_and(|(service, _)| self.services.contains(&service))
     }
 
     pub fn at_time(mut self, time: SystemTime) -> Self {
@@ -221,6 +297,7 @@ impl AwsSigner {
         // signer's defaults (endpoint overrides such as a local moto).
         let from_host = scope_from_host(&host);
         let service = hint("x-irhost-aws-service")
+            .filter(|s| self.services.contains(s))
             .or_else(|| from_host.as_ref().map(|(s, _)| s.clone()))
             .unwrap_or_else(|| self.default_service.clone());
         let region = hint("x-irhost-aws-region")
@@ -288,6 +365,10 @@ impl EgressAuthorizer for AwsSigner {
         Box<dyn std::future::Future<Output = Result<http::Request<WasiBody>, String>> + Send + '_>,
     > {
         Box::pin(async move {
+            if !self.in_scope(request.uri()) {
+                // Not a granted service's endpoint: it leaves unsigned.
+                return Ok(request);
+            }
             let (parts, body) = request.into_parts();
             let bytes = Limited::new(body, MAX_SIGNED_BODY)
                 .collect()
@@ -306,166 +387,4 @@ impl EgressAuthorizer for AwsSigner {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vector_signer() -> AwsSigner {
-        // The credentials and time of the published AWS SigV4 test suite.
-        let credentials = Credentials::new(
-            "AKIDEXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test-suite",
-        );
-        AwsSigner::new(
-            Arc::new(AwsCredentialSource::fixed(credentials)),
-            "service",
-            "us-east-1",
-        )
-        .at_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160)) // 20150830T123600Z
-    }
-
-    async fn sign(
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> http::Request<Bytes> {
-        // The suite signs for service "service"; the hint header says so
-        // (and is not signed: the signer removes it).
-        let mut builder = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("x-irhost-aws-service", "service");
-        for (k, v) in headers {
-            builder = builder.header(*k, *v);
-        }
-        let mut request = builder.body(Bytes::from(body.to_string())).unwrap();
-        vector_signer().sign(&mut request).await.unwrap();
-        request
-    }
-
-    fn authorization(request: &http::Request<Bytes>) -> &str {
-        request.headers()["authorization"].to_str().unwrap()
-    }
-
-    // aws-sig-v4-test-suite/get-vanilla
-    #[tokio::test]
-    async fn published_vector_get_vanilla() {
-        let r = sign(
-            "GET",
-            "https://example.amazonaws.com/",
-            &[("host", "example.amazonaws.com")],
-            "",
-        )
-        .await;
-        assert_eq!(r.headers()["x-amz-date"], "20150830T123600Z");
-        assert_eq!(
-            authorization(&r),
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
-             SignedHeaders=host;x-amz-date, \
-             Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
-        );
-    }
-
-    // aws-sig-v4-test-suite/get-vanilla-query-order-key-case
-    #[tokio::test]
-    async fn published_vector_get_vanilla_query_order_key_case() {
-        let r = sign(
-            "GET",
-            "https://example.amazonaws.com/?Param2=value2&Param1=value1",
-            &[("host", "example.amazonaws.com")],
-            "",
-        )
-        .await;
-        assert!(
-            authorization(&r).ends_with(
-                "Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
-            ),
-            "{}",
-            authorization(&r)
-        );
-    }
-
-    // aws-sig-v4-test-suite/post-x-www-form-urlencoded
-    #[tokio::test]
-    async fn published_vector_post_form_body() {
-        let r = sign(
-            "POST",
-            "https://example.amazonaws.com/",
-            &[
-                ("host", "example.amazonaws.com"),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            "Param1=value1",
-        )
-        .await;
-        assert!(
-            authorization(&r).ends_with(
-                "SignedHeaders=content-type;host;x-amz-date, Signature=ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
-            ),
-            "{}",
-            authorization(&r)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_plugin_cannot_supply_its_own_authorization() {
-        let r = sign(
-            "GET",
-            "https://example.amazonaws.com/",
-            &[
-                ("host", "example.amazonaws.com"),
-                ("authorization", "forged"),
-                ("x-amz-date", "19700101T000000Z"),
-            ],
-            "",
-        )
-        .await;
-        assert!(authorization(&r).starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"));
-        assert_eq!(r.headers().get_all("authorization").iter().count(), 1);
-        assert_eq!(r.headers()["x-amz-date"], "20150830T123600Z");
-    }
-
-    #[test]
-    fn scope_comes_from_the_host() {
-        let s = |h: &str| scope_from_host(h).map(|(a, b)| format!("{a}/{b}"));
-        assert_eq!(
-            s("ec2.eu-west-1.amazonaws.com").as_deref(),
-            Some("ec2/eu-west-1")
-        );
-        assert_eq!(s("iam.amazonaws.com").as_deref(), Some("iam/us-east-1"));
-        assert_eq!(
-            s("bucket.s3.us-west-2.amazonaws.com").as_deref(),
-            Some("s3/us-west-2")
-        );
-        assert_eq!(s("127.0.0.1"), None);
-    }
-
-    #[test]
-    fn endpoint_overrides_follow_the_aws_convention() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            AwsEnvironment::from_vars(move |k| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            })
-        };
-        let env = vars(&[
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
-            ("AWS_REGION", "eu-west-1"),
-        ]);
-        assert_eq!(env.endpoint_for("ec2"), Some("http://127.0.0.1:5000"));
-        assert_eq!(env.endpoint_for("s3"), Some("http://127.0.0.1:5000"));
-        assert_eq!(env.region.as_deref(), Some("eu-west-1"));
-        let env = vars(&[
-            ("AWS_ENDPOINT_URL", "http://a:1"),
-            ("AWS_ENDPOINT_URL_EC2", "http://b:2"),
-        ]);
-        assert_eq!(env.endpoint_for("ec2"), Some("http://b:2"));
-        assert_eq!(env.endpoint_for("s3"), Some("http://a:1"));
-        assert_eq!(vars(&[]), AwsEnvironment::default());
-    }
-}
+mod tests;

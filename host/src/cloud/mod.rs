@@ -1,11 +1,15 @@
-//! Cloud bindings of plugins: what the host adds to a plugin of a given
-//! provider (from its `describe`) so that it can reach its cloud without
-//! holding credentials — the signer at the egress boundary, endpoint
-//! overrides from the environment, default allowed hosts. Every binding is
-//! recorded as a note that lands in the journal.
+//! Cloud bindings of plugins: what the host adds to a plugin for the cloud
+//! power its playbook [grants](grant) it, so that it can reach its cloud
+//! without holding credentials — the signer or token at the egress
+//! boundary (scoped to the granted services' endpoints and the
+//! environment's), endpoint overrides from the environment, default allowed
+//! hosts. Every binding is recorded as a note that lands in the journal.
 
 pub mod aws;
 pub mod azure;
+pub mod grant;
+
+pub use grant::CloudGrant;
 
 use std::sync::Arc;
 
@@ -40,83 +44,89 @@ impl CloudEnv {
         }
     }
 
-    /// What a plugin whose `describe` names `provider` gets from the host
-    /// for its cloud, given the playbook's allowed hosts and config. The
-    /// value says every change; [`CloudBinding::apply`] makes them.
+    /// What a plugin gets from the host for its cloud: exactly what the
+    /// playbook's `grant` hands it, never what its own `describe` claims.
+    /// `default_hosts`: the playbook gave no `allow_hosts`, so the granted
+    /// services' endpoints are allowed. No grant: nothing (no signer, no
+    /// token, no hosts). The value says every change; the plan applies it.
     pub fn binding(
         &self,
-        provider: &str,
-        egress: &EgressPolicy,
+        grant: Option<&CloudGrant>,
+        default_hosts: bool,
         config: &serde_json::Value,
     ) -> CloudBinding {
-        if provider == "aws" || provider.starts_with("aws-") {
-            self.aws_binding(
-                provider.strip_prefix("aws-").unwrap_or("ec2"),
-                egress,
-                config,
-            )
-        } else if provider == "azure" {
-            self.azure_binding(config)
-        } else {
-            CloudBinding::default()
+        match grant {
+            None => CloudBinding::default(),
+            Some(CloudGrant::Aws { services }) => self.aws_binding(services, default_hosts, config),
+            Some(CloudGrant::Azure) => self.azure_binding(config),
         }
     }
 
     fn aws_binding(
         &self,
-        service: &str,
-        egress: &EgressPolicy,
+        services: &[String],
+        default_hosts: bool,
         config: &serde_json::Value,
     ) -> CloudBinding {
         let mut binding = CloudBinding::default();
-        if egress.patterns().is_empty() {
-            let default: Vec<String> = match service {
-                // Regional endpoints, path-style requests (`*.s3.*` is not a
-                // pattern the egress policy can express; a virtual-hosted
-                // bucket needs its own allow_hosts entry).
-                "s3" => vec!["s3.*.amazonaws.com".into()],
-                other => vec![format!("{other}.*.amazonaws.com")],
-            };
+        if default_hosts {
+            // Regional endpoints, path-style for S3 (`*.s3.*` is not a
+            // pattern the egress policy can express; a virtual-hosted
+            // bucket needs its own allow_hosts entry).
+            let default: Vec<String> = services
+                .iter()
+                .map(|s| format!("{s}.*.amazonaws.com"))
+                .collect();
             for pattern in &default {
-                binding
-                    .allowed_hosts
-                    .push(HostPattern::parse(pattern).expect("valid default pattern"));
+                match HostPattern::parse(pattern) {
+                    Ok(p) => binding.allowed_hosts.push(p),
+                    Err(e) => binding.notes.push(format!("ignoring {pattern}: {e}")),
+                }
             }
             binding.notes.push(format!(
-                "no allow_hosts given: allowing the AWS {service} endpoints ({})",
+                "no allow_hosts given: allowing the AWS {} endpoints ({})",
+                services.join(", "),
                 default.join(", ")
             ));
         }
-        if let Some(config) = config.as_object() {
-            if let Some(url) = self.aws.endpoint_for(service) {
-                if config.contains_key("endpoint_url") {
-                    binding.notes.push(format!(
-                        "the playbook's endpoint_url wins over the environment's {url}"
-                    ));
-                } else {
-                    match endpoint_pattern(url) {
-                        Ok(pattern) => {
-                            binding.notes.push(format!(
-                                "endpoint override from AWS_ENDPOINT_URL: {url} passed to the plugin and added to its allowed hosts ({pattern})"
-                            ));
-                            binding.allowed_hosts.push(pattern);
-                            binding.config_patch.insert(
-                                "endpoint_url".into(),
-                                serde_json::Value::String(url.to_string()),
-                            );
-                        }
-                        Err(e) => binding
-                            .notes
-                            .push(format!("ignoring AWS endpoint override {url}: {e}")),
-                    }
-                }
-            }
-            if let Some(region) = &self.aws.region {
-                if !config.contains_key("region") {
+        let mut trusted = Vec::new();
+        let object = config.as_object();
+        for service in services {
+            let Some(url) = self.aws.endpoint_for(service) else {
+                continue;
+            };
+            let pattern = match endpoint_pattern(url) {
+                Ok(pattern) => pattern,
+                Err(e) => {
                     binding
-                        .config_patch
-                        .insert("region".into(), serde_json::Value::String(region.clone()));
+                        .notes
+                        .push(format!("ignoring AWS endpoint override {url}: {e}"));
+                    continue;
                 }
+            };
+            trusted.push(url.to_string());
+            if object.is_some_and(|c| c.contains_key("endpoint_url")) {
+                binding.notes.push(format!(
+                    "the playbook's endpoint_url wins over the environment's {url}"
+                ));
+                continue;
+            }
+            binding.notes.push(format!(
+                "endpoint override from AWS_ENDPOINT_URL: {url} passed to the plugin and added to its allowed hosts ({pattern})"
+            ));
+            if !binding.allowed_hosts.contains(&pattern) {
+                binding.allowed_hosts.push(pattern);
+            }
+            binding
+                .config_patch
+                .entry("endpoint_url")
+                .or_insert_with(|| serde_json::Value::String(url.to_string()));
+        }
+        if let (Some(config), Some(region)) = (object, &self.aws.region) {
+            if !config.contains_key("region") {
+                binding
+                    .config_patch
+                    .insert("region".into(), serde_json::Value::String(region.clone()));
             }
         }
         let region = binding
@@ -126,12 +136,18 @@ impl CloudEnv {
             .and_then(|r| r.as_str())
             .unwrap_or("us-east-1")
             .to_string();
-        binding.authorizer = Some(Arc::new(aws::AwsSigner::new(
-            self.aws_credentials.clone(),
-            service,
-            &region,
-        )));
-        binding.notes.push(format!("requests to allowed hosts are signed by the host with SigV4 ({service}, default region {region}); the plugin holds no credentials"));
+        let signer =
+            aws::AwsSigner::new(self.aws_credentials.clone(), services, &region).trusting(&trusted);
+        binding.notes.push(format!(
+            "requests are signed by the host with SigV4 only over HTTPS to the AWS endpoints of the granted services ({}){}, default region {region}; every other allowed host gets them unsigned; the plugin holds no credentials",
+            services.join(", "),
+            if trusted.is_empty() {
+                String::new()
+            } else {
+                format!(" and to the environment's endpoint {}", trusted.join(", "))
+            }
+        ));
+        binding.authorizer = Some(Arc::new(signer));
         binding
     }
 

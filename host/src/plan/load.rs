@@ -8,12 +8,14 @@ use std::sync::Arc;
 use crate::cloud::CloudEnv;
 use crate::diagnostics::Diagnostics;
 use crate::playbook::{Playbook, PluginSpec};
-use crate::runtime::{LoadedPlugin, PluginRuntime, PluginSource};
+use crate::runtime::{LoadedPlugin, PluginRuntime, PluginSource, PluginWorld};
 
 /// Load every plugin a playbook declares. Problems (missing file, pinned
 /// sha256 mismatch, not a component, describe failing) are diagnostics
-/// located at the plugin's `path`. Cloud plugins are bound to their cloud
-/// (signer, endpoint overrides) by `cloud`.
+/// located at the plugin's `path`. Each plugin is bound to the cloud its
+/// playbook entry grants (signer or token, endpoint overrides), never to
+/// the one its `describe` claims; a provider plugin granted another cloud
+/// than its own is a diagnostic at `cloud`.
 pub async fn load_plugins(
     runtime: &PluginRuntime,
     playbook: &Playbook,
@@ -24,11 +26,21 @@ pub async fn load_plugins(
     for (name, spec) in &playbook.plugins {
         match runtime.load(plugin_source(spec)).await {
             Ok(mut plugin) => {
-                let binding = cloud.binding(&plugin.info.provider, &plugin.egress, &plugin.config);
+                if let Some(problem) = grant_mismatch(playbook, name, spec, &plugin) {
+                    problems.push(problem);
+                    continue;
+                }
+                let binding = cloud.binding(spec.grant.as_ref(), spec.default_hosts, &plugin.config);
                 plugin.egress = Arc::new(binding.egress(&plugin.egress));
                 plugin.config = binding.config(&plugin.config);
                 plugin.authorizer = binding.authorizer;
                 plugin.notes = binding.notes;
+                if spec.grant.is_none() && is_cloud(&plugin.info.provider) {
+                    plugin.notes.push(format!(
+                        "plugin `{name}` says it is for `{}`, but the playbook grants it no cloud: its requests leave unsigned, with no token (grant one with `cloud = …`)",
+                        plugin.info.provider
+                    ));
+                }
                 loaded.insert(name.clone(), Arc::new(plugin));
             }
             Err(e) => problems.push(playbook.source.diagnostic(
@@ -44,6 +56,37 @@ pub async fn load_plugins(
     } else {
         Err(Diagnostics(problems))
     }
+}
+
+/// A provider plugin granted another cloud than the one it serves.
+fn grant_mismatch(
+    playbook: &Playbook,
+    name: &str,
+    spec: &PluginSpec,
+    plugin: &LoadedPlugin,
+) -> Option<crate::diagnostics::Diagnostic> {
+    let grant = spec.grant.as_ref()?;
+    let provider = &plugin.info.provider;
+    if plugin.world != PluginWorld::Provider || grant.serves_provider(provider) {
+        return None;
+    }
+    Some(playbook.source.diagnostic(
+        spec.grant_span.clone(),
+        &format!("plugins.{name}.cloud"),
+        format!(
+            "plugin `{name}` is a provider for `{provider}` targets, but the playbook grants it {grant}"
+        ),
+        Some(&format!(
+            "grant a provider plugin its own cloud (`cloud = {{ {provider} = … }}`), or remove `cloud`"
+        )),
+    ))
+}
+
+/// Whether a `describe` provider names a cloud the host has grants for.
+fn is_cloud(provider: &str) -> bool {
+    ["aws", "azure"]
+        .iter()
+        .any(|c| provider == *c || provider.starts_with(&format!("{c}-")))
 }
 
 /// Build a [`PluginSource`] from a playbook's plugin entry.

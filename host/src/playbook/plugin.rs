@@ -5,8 +5,9 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::RawPlugin;
+use super::raw::{RawGrant, RawPlugin};
 use super::spec::PluginSpec;
+use crate::cloud::CloudGrant;
 use crate::diagnostics::{parse_duration, table_to_json, Diagnostic, SourceMap};
 use crate::digest::is_sha256;
 use crate::egress::{EgressPolicy, HostPattern};
@@ -36,7 +37,7 @@ pub(super) fn plugin_spec(
         }
     });
     let mut egress = EgressPolicy::default();
-    for host in &raw.allow_hosts {
+    for host in raw.allow_hosts.iter().flatten() {
         match HostPattern::parse(host.get_ref()) {
             Ok(p) => egress.allow(p),
             Err(e) => problems.push(source.diagnostic(
@@ -95,11 +96,17 @@ pub(super) fn plugin_spec(
             None,
         ));
     }
-    let _ = span;
+    let grant = raw
+        .cloud
+        .as_ref()
+        .and_then(|g| grant(source, &field("cloud"), g, &mut problems));
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(PluginSpec {
+        grant,
+        grant_span: raw.cloud.as_ref().map_or(span.clone(), |g| g.span()),
+        default_hosts: raw.allow_hosts.is_none(),
         name: name.to_string(),
         path: base.join(raw.path.get_ref()),
         path_span: raw.path.span(),
@@ -108,4 +115,48 @@ pub(super) fn plugin_spec(
         limits,
         config: table_to_json(&raw.config),
     })
+}
+
+/// The plugin's `cloud` grant, checked: exactly one cloud, known services.
+fn grant(
+    source: &SourceMap,
+    field: &str,
+    raw: &toml::Spanned<RawGrant>,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<CloudGrant> {
+    const HINT: &str = "grant one cloud: cloud = { aws = [\"ec2\"] } (the AWS services the plugin may call) or cloud = { azure = \"arm\" }";
+    let g = raw.get_ref();
+    let checked = match (&g.aws, &g.azure) {
+        (Some(services), None) => {
+            let names: Vec<&str> = services
+                .get_ref()
+                .iter()
+                .map(|s| s.get_ref().as_str())
+                .collect();
+            CloudGrant::aws(&names).map_err(|e| {
+                // Point at the offending service when there is one.
+                let at = services
+                    .get_ref()
+                    .iter()
+                    .find(|s| e.contains(&format!("`{}`", s.get_ref())))
+                    .map_or(services.span(), |s| s.span());
+                (at, format!("{field}.aws"), e)
+            })
+        }
+        (None, Some(scope)) => CloudGrant::azure(scope.get_ref())
+            .map_err(|e| (scope.span(), format!("{field}.azure"), e)),
+        (Some(_), Some(_)) => Err((
+            raw.span(),
+            field.to_string(),
+            "a plugin is granted one cloud, not two".into(),
+        )),
+        (None, None) => Err((raw.span(), field.to_string(), "an empty grant".into())),
+    };
+    match checked {
+        Ok(grant) => Some(grant),
+        Err((span, field, message)) => {
+            problems.push(source.diagnostic(span, &field, message, Some(HINT)));
+            None
+        }
+    }
 }

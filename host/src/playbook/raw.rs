@@ -32,12 +32,26 @@ pub(super) struct RawPlugin {
     pub(super) path: Spanned<String>,
     #[serde(default)]
     pub(super) sha256: Option<Spanned<String>>,
+    /// Absent: the grant's default endpoints; `[]`: none.
     #[serde(default)]
-    pub(super) allow_hosts: Vec<Spanned<String>>,
+    pub(super) allow_hosts: Option<Vec<Spanned<String>>>,
+    /// The cloud power the playbook grants the plugin.
+    #[serde(default)]
+    pub(super) cloud: Option<Spanned<RawGrant>>,
     #[serde(default)]
     pub(super) limits: Option<Spanned<RawLimits>>,
     #[serde(default)]
     pub(super) config: toml::Table,
+}
+
+/// `cloud = { aws = ["ec2", …] }` or `cloud = { azure = "arm" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGrant {
+    #[serde(default)]
+    pub(super) aws: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(super) azure: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

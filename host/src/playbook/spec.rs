@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::phase::StepPhase;
+use crate::cloud::CloudGrant;
 use crate::egress::EgressPolicy;
 use crate::runtime::limits::PluginLimits;
 
@@ -27,6 +28,13 @@ pub enum OnError {
 #[derive(Debug, Clone)]
 pub struct PluginSpec {
     pub name: String,
+    /// The cloud power the playbook grants it (`cloud = …`); none: no
+    /// signer, no token, no default hosts.
+    pub grant: Option<CloudGrant>,
+    /// Where `cloud` is written (the plugin's table when it is not).
+    pub grant_span: Range<usize>,
+    /// `allow_hosts` is absent: the grant's default endpoints are allowed.
+    pub default_hosts: bool,
     pub path: PathBuf,
     pub path_span: Range<usize>,
     pub sha256: Option<String>,

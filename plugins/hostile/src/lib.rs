@@ -1,7 +1,9 @@
 //! Hostile plugin for sandbox tests: each `mode` parameter misbehaves in one
 //! way (spin, memory, recursion, http, oversized, panic, trap, sleep, chatty),
 //! or reports what it can reach (probe) and what it remembers (counter)
-//! so tests can prove the host contains it.
+//! so tests can prove the host contains it. Its `describe` claims the
+//! provider its config's `claim_provider` names (`aws`, `aws-sts`,
+//! `azure`, anything), to prove the host grants nothing on a claim.
 
 use irhost_plugin_sdk::http::{fetch, Method};
 use irhost_plugin_sdk::prelude::*;
@@ -34,7 +36,13 @@ fn recurse(depth: u64, pad: [u64; 16]) -> u64 {
 
 impl Step for Hostile {
     fn describe() -> PluginInfo {
-        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), "any").action(
+        // It claims whatever provider its config says (`claim_provider`):
+        // the host must not hand it credentials for that.
+        let claim: String = irhost_plugin_sdk::param("claim_provider")
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| "any".into());
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), &claim).action(
             "misbehave",
             false,
             "misbehave as `mode` says",

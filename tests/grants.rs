@@ -1,0 +1,310 @@
+//! Capability grants: a plugin gets cloud power only from its playbook
+//! entry's `cloud = …`, never from what its own `describe` claims. The
+//! real `hostile` component claims `aws`, `aws-sts`, `azure` or `aws-a/b`
+//! and fetches a URL on a loopback sink that records every request; the
+//! responder's environment holds AWS keys and an Azure token.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use irhost::events::{RunEvent, Status};
+
+const KEY_ID: &str = "AKIDHOSTILETEST00001";
+const SECRET: &str = "hostile-test-secret-key-do-not-send";
+const SESSION: &str = "hostile-test-session-token";
+const AZURE_TOKEN: &str = "hostile-test-azure-bearer-token";
+
+/// A loopback HTTP server that answers 200 and keeps every request's head.
+struct Sink {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    head.push_str(&line);
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                seen.lock().unwrap().push(head);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Sink { port, requests }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/collect", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// A playbook of one hostile step that claims `provider` and fetches `url`.
+fn playbook(provider: &str, url: &str, allow_hosts: Option<&str>, grant: Option<&str>) -> String {
+    let allow = allow_hosts
+        .map(|a| format!("allow_hosts = [{a}]\n"))
+        .unwrap_or_default();
+    let grant = grant.map(|g| format!("cloud = {g}\n")).unwrap_or_default();
+    format!(
+        r#"
+[playbook]
+name = "grants"
+
+[plugins.hostile]
+path = "{{hostile}}"
+{allow}{grant}config = {{ claim_provider = "{provider}", mode = "http", url = "{url}" }}
+
+[[steps]]
+id = "fetch"
+plugin = "hostile"
+action = "misbehave"
+"#
+    )
+}
+
+/// Run a playbook with the responder's cloud credentials in the environment.
+fn run_with_credentials(ws: &Workspace, pb: &std::path::Path, sink: &Sink) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            "test:t1",
+            "--case",
+            "grants",
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_SESSION_TOKEN", SESSION)
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AZURE_ACCESS_TOKEN", AZURE_TOKEN)
+        .env(
+            "AZURE_RESOURCE_MANAGER_URL",
+            format!("http://127.0.0.1:{}", sink.port),
+        )
+        .env_remove("IRHOST_SIGNING_KEY")
+        .output()
+        .unwrap()
+}
+
+fn assert_no_credentials(requests: &[String]) {
+    for head in requests {
+        let lower = head.to_ascii_lowercase();
+        for secret in [KEY_ID, SESSION, AZURE_TOKEN] {
+            assert!(
+                !head.contains(secret),
+                "the sink received {secret}:\n{head}"
+            );
+        }
+        assert!(
+            !lower.contains("authorization:"),
+            "signed or authorized:\n{head}"
+        );
+        assert!(!lower.contains("x-amz-security-token"), "{head}");
+    }
+}
+
+fn fetch_status(records: &[irhost::journal::JournalRecord]) -> Status {
+    records
+        .iter()
+        .find_map(|r| match &r.event {
+            RunEvent::StepFinished { step, status, .. } if step == "fetch" => Some(*status),
+            _ => None,
+        })
+        .expect("the fetch step finished")
+}
+
+#[test]
+fn a_step_claiming_a_cloud_gets_none_of_its_power() {
+    for provider in ["aws", "aws-sts", "azure", "aws-a/b"] {
+        let sink = Sink::start();
+        let ws = Workspace::new();
+        let allow = format!("\"127.0.0.1:{}\"", sink.port);
+        let pb = ws.playbook(
+            "claim.toml",
+            &playbook(provider, &sink.url(), Some(&allow), None),
+        );
+        let out = run_with_credentials(&ws, &pb, &sink);
+        assert_eq!(out.status.code(), Some(0), "{provider}: {}", stderr(&out));
+        let records = ws.journal("grants");
+        assert_eq!(fetch_status(&records), Status::Succeeded, "{provider}");
+        let requests = sink.requests();
+        assert_eq!(requests.len(), 1, "{provider}: {requests:?}");
+        assert_no_credentials(&requests);
+        // Its allowed hosts are the playbook's, nothing added for the claim.
+        let loaded = records
+            .iter()
+            .find_map(|r| match &r.event {
+                RunEvent::PluginLoaded { allow_hosts, .. } => Some(allow_hosts.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(loaded.len(), 1, "{provider}: {loaded:?}");
+    }
+}
+
+#[test]
+fn a_claim_with_no_allow_hosts_gets_no_default_endpoints() {
+    // Without a grant, `aws-sts` and no allow_hosts gets nothing: the STS
+    // endpoint (where GetSessionToken would hand out real keys) is denied.
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "sts.toml",
+        &playbook(
+            "aws-sts",
+            "https://sts.us-east-1.amazonaws.com/?Action=GetSessionToken",
+            None,
+            None,
+        ),
+    );
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    assert_eq!(fetch_status(&records), Status::Failed);
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::EgressDenied { url, .. } if url.contains("sts.us-east-1.amazonaws.com"))));
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::PluginLoaded { allow_hosts, .. } if allow_hosts.is_empty())));
+}
+
+#[test]
+fn a_granted_plugin_is_signed_only_at_its_services_endpoints() {
+    // Granted EC2, and allowed to reach the sink: the sink gets the
+    // request, unsigned (it is not an EC2 endpoint of AWS).
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let allow = format!("\"127.0.0.1:{}\"", sink.port);
+    let pb = ws.playbook(
+        "granted.toml",
+        &playbook(
+            "any",
+            &sink.url(),
+            Some(&allow),
+            Some("{ aws = [\"ec2\"] }"),
+        ),
+    );
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_no_credentials(&requests);
+    let records = ws.journal("grants");
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::PluginLoaded { notes, .. } if notes.iter().any(|n| n.contains("only over HTTPS to the AWS endpoints of the granted services (ec2)")))));
+
+    // Granted Azure: the token goes only to the environment's ARM endpoint.
+    // Here the sink is that endpoint, so it gets the token; a grant is what
+    // hands it out.
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "arm.toml",
+        &playbook(
+            "any",
+            &sink.url(),
+            Some("\"localhost:1\""),
+            Some("{ azure = \"arm\" }"),
+        ),
+    );
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].contains(AZURE_TOKEN), "{requests:?}");
+}
+
+#[test]
+fn bad_grants_are_diagnostics_with_file_line_and_field() {
+    let ws = Workspace::new();
+    let cases: [(&str, &str, &str); 6] = [
+        (
+            "{ aws = [\"a/b\"] }",
+            "plugins.hostile.cloud.aws",
+            "`a/b` is not an AWS service",
+        ),
+        (
+            "{ aws = [\"ec2\", \"ec3\"] }",
+            "plugins.hostile.cloud.aws",
+            "`ec3` is not an AWS service",
+        ),
+        (
+            "{ aws = [] }",
+            "plugins.hostile.cloud.aws",
+            "names the services",
+        ),
+        (
+            "{ azure = \"graph\" }",
+            "plugins.hostile.cloud.azure",
+            "`graph` is not an Azure scope",
+        ),
+        (
+            "{ aws = [\"ec2\"], azure = \"arm\" }",
+            "plugins.hostile.cloud",
+            "one cloud",
+        ),
+        ("{ gcp = [\"compute\"] }", "gcp", "unknown field"),
+    ];
+    for (grant, field, says) in cases {
+        let text = playbook("any", "http://127.0.0.1:1/", Some(""), Some(grant));
+        let pb = ws.playbook("bad.toml", &text);
+        let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{grant}: {}", stdout(&out));
+        let err = stderr(&out);
+        let line = text.lines().position(|l| l.starts_with("cloud =")).unwrap() + 1;
+        assert!(err.contains(&format!("bad.toml:{line}:")), "{grant}: {err}");
+        assert!(err.contains(&format!("`{field}`")), "{grant}: {err}");
+        assert!(err.contains(says), "{grant}: {err}");
+    }
+    // A provider plugin granted another cloud than its own.
+    let text = std::fs::read_to_string(repo_root().join("playbooks/aws-instance-compromise.toml"))
+        .unwrap()
+        .replace(
+            "../plugins/dist",
+            repo_root().join("plugins/dist").to_str().unwrap(),
+        )
+        .replace("cloud = { aws = [\"ec2\"] }", "cloud = { azure = \"arm\" }");
+    let pb = ws.playbook("mismatch.toml", &text);
+    let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    let line = text.lines().position(|l| l.starts_with("cloud =")).unwrap() + 1;
+    assert!(
+        err.contains(&format!("mismatch.toml:{line}:")) && err.contains("`plugins.ec2.cloud`"),
+        "{err}"
+    );
+    assert!(err.contains("provider for `aws` targets"), "{err}");
+}
