@@ -668,3 +668,90 @@ fn a_second_run_on_a_case_in_use_exits_2_and_the_case_still_verifies() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn only_declared_inputs_may_be_set_with_param_and_nothing_else_runs() {
+    let ws = Workspace::new();
+    let text = format!(
+        "{PLAYBOOK}\n[inputs.ticket]\ntype = \"string\"\npattern = \"INC-[0-9]+\"\n\n[inputs.volumes]\ntype = \"integer\"\nvalues = [1, 3]\ndefault = 3\n"
+    );
+    let pb = ws.playbook("inputs.toml", &text);
+    for (param, says) in [
+        (
+            "forensic_account=999999999999",
+            "`forensic_account` is not an input",
+        ),
+        ("ticket=INC-1;rm", "does not match the pattern"),
+        ("volumes=2", "not one of 1, 3"),
+        ("volumes=many", "is not of type integer"),
+        ("ticket", "write NAME=VALUE"),
+    ] {
+        let out = ws.irhost(&[
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            "test:a",
+            "--param",
+            param,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{param}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{param}: {}", stderr(&out));
+        assert!(!ws.cases().exists(), "{param}: nothing may be written");
+    }
+    let out = ws.irhost(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--target",
+        "test:a",
+        "--case",
+        "with-inputs",
+        "--param",
+        "ticket=INC-42",
+        "--param",
+        "volumes=1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records = ws.journal("with-inputs");
+    let params = records
+        .iter()
+        .find_map(|r| match &r.event {
+            RunEvent::RunStarted { params, .. } => Some(params.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(params["ticket"], "INC-42");
+    assert_eq!(params["volumes"], 1, "typed as the input says");
+    // The run parameter reached the plugin: one volume snapshotted.
+    let snapshots = records
+        .iter()
+        .filter(|r| matches!(&r.event, RunEvent::ArtifactRecorded { kind, .. } if kind == "disk-snapshot"))
+        .count();
+    assert_eq!(snapshots, 1);
+    // Bad declarations are located diagnostics.
+    for (bad, field) in [
+        ("type = \"text\"", "inputs.ticket.type"),
+        (
+            "type = \"string\"\npattern = \"(\"",
+            "inputs.ticket.pattern",
+        ),
+        (
+            "type = \"integer\"\ndefault = \"x\"",
+            "inputs.ticket.default",
+        ),
+    ] {
+        let text = format!("{PLAYBOOK}\n[inputs.ticket]\n{bad}\n");
+        let pb = ws.playbook("bad-inputs.toml", &text);
+        let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains(&format!("`{field}`")),
+            "{bad}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("bad-inputs.toml:"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

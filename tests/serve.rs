@@ -43,6 +43,10 @@ id = "seal"
 plugin = "test"
 action = "seal"
 after = ["isolate"]
+
+# What a run may set (the slow-run test sets it).
+[inputs.sleep_ms]
+type = "integer"
 "#;
 
 /// A running `irhost serve`, killed on drop.
@@ -263,6 +267,46 @@ fn auth_health_openapi_and_limits() {
     );
     assert_eq!(server.get("/v1/runs/unknown").0, 404);
     assert_eq!(server.get("/v1/cases/nope/verify").0, 404);
+}
+
+#[test]
+fn run_parameters_are_only_the_playbooks_inputs() {
+    let server = Server::start();
+    // A hostile client tries to share the evidence with its own account.
+    let (status, body) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:a"], "case": "attack", "params": {"forensic_account": "999999999999"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`forensic_account` is not an input"),
+        "{body}"
+    );
+    assert!(!server.ws.cases().join("attack").exists(), "nothing ran");
+    // A declared input with a value of the wrong type is refused too.
+    let (status, body) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:a"], "params": {"sleep_ms": "soon"}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("`sleep_ms`"),
+        "{body}"
+    );
+    // A valid one runs, and the journal says what it was.
+    let (status, created) = server.post(
+        "/v1/runs",
+        &json!({"playbook": "api-test", "targets": ["test:a"], "case": "inputs", "params": {"sleep_ms": 1}}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let run = created["run_id"].as_str().unwrap().to_string();
+    server.wait_for(&run, "the end", |s| s["state"] != "running");
+    let records = server.ws.journal("inputs");
+    assert!(records.iter().any(|r| matches!(&r.event,
+        irhost::events::RunEvent::RunStarted { params, .. } if params.get("sleep_ms") == Some(&json!(1)))));
 }
 
 #[test]

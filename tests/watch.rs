@@ -163,6 +163,9 @@ id = "isolate"
 plugin = "test"
 action = "isolate"
 after = ["snapshot"]
+
+[inputs.note]
+type = "string"
 "#;
 
 const RULES: &str = r#"
@@ -181,6 +184,36 @@ targets = [{ provider = "test", id = "alert.hosts" }]
 "alert.kind" = { glob = "malware.*" }
 "alert.score" = { gt = 50 }
 "#;
+
+#[test]
+fn a_rule_may_set_only_its_playbooks_inputs() {
+    // A rule that would rewrite a security setting of the playbook.
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    let text = RULES.replace(
+        "params = { note = \"host {alert.host}\" }",
+        "params = { note = \"x\", forensic_account = \"{alert.account}\" }",
+    );
+    std::fs::write(&rules, &text).unwrap();
+    let out = ws.irhost(&[
+        "watch",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--events",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("params ="))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("rules.toml:{line}:")), "{err}");
+    assert!(err.contains("`rules.edr.params.forensic_account`"), "{err}");
+    assert!(!ws.cases().join("watch").exists(), "nothing ran");
+}
 
 #[test]
 fn an_invalid_rules_file_is_located_and_nothing_runs() {

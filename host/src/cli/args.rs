@@ -127,6 +127,10 @@ pub struct RunArgs {
     /// Targets processed at once
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// A run parameter, NAME=VALUE (repeatable): only the playbook's
+    /// [inputs] may be set
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
     /// Validate and print the plan; run nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -10,7 +10,7 @@ use super::display::{print_summary, RunDisplay};
 use super::plan::{collect_targets, print_plan};
 use super::{exit_code, Failure};
 use crate::custody;
-use crate::facade::{CaseLockError, Host, RunOptions};
+use crate::facade::{CaseLockError, Host, RunOptions, StartError};
 
 pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure> {
     let signing_key = args
@@ -28,9 +28,12 @@ pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure
     }
     let mut options = RunOptions::new(args.case.clone(), args.cases_dir.clone(), args.concurrency);
     options.signing_key = signing_key;
+    options.params = params(&args.params)?;
     let run = host.start(plan, targets, options).map_err(|e| match e {
-        CaseLockError::Held { .. } => Failure::Invalid(e.to_string()),
-        CaseLockError::Io(_) => Failure::Runtime(e.to_string()),
+        StartError::Params(_) | StartError::Case(CaseLockError::Held { .. }) => {
+            Failure::Invalid(e.to_string())
+        }
+        StartError::Case(CaseLockError::Io(_)) => Failure::Runtime(e.to_string()),
     })?;
     let display = RunDisplay::new(args.json, run_targets);
     let mut events = run.events();
@@ -46,4 +49,22 @@ pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure
         print_summary(&summary);
     }
     Ok(exit_code(summary.all_succeeded()))
+}
+
+/// `--param NAME=VALUE` as run parameters (typed by the playbook's inputs
+/// when the run starts).
+fn params(given: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let mut params = serde_json::Map::new();
+    for text in given {
+        let Some((name, value)) = text.split_once('=') else {
+            return Err(Failure::Invalid(format!(
+                "--param {text}: write NAME=VALUE (NAME one of the playbook's [inputs])"
+            )));
+        };
+        params.insert(
+            name.trim().to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
+    }
+    Ok(params)
 }

@@ -102,14 +102,20 @@ impl Host {
 
     /// Start running `plan` against `targets` on the current tokio runtime.
     /// The run goes on whether or not anyone follows its events or awaits it.
-    /// Refused, with nothing written, while another run (of this process
-    /// or another) holds the case.
+    /// Refused, with nothing written, when a run parameter is not one of the
+    /// playbook's `[inputs]` (or not a valid value of it), and while another
+    /// run (of this process or another) holds the case.
     pub fn start(
         &self,
         plan: Arc<PlaybookPlan>,
         targets: Vec<TargetSpec>,
-        options: RunOptions,
-    ) -> Result<RunHandle, CaseLockError> {
+        mut options: RunOptions,
+    ) -> Result<RunHandle, StartError> {
+        options.params = plan
+            .playbook
+            .inputs
+            .check(&options.params)
+            .map_err(StartError::Params)?;
         let lock = engine::lock_case(&options)?;
         let labels: Vec<String> = targets.iter().map(TargetSpec::label).collect();
         let steps: Vec<String> = plan.steps.iter().map(|s| s.spec.id.clone()).collect();
@@ -171,6 +177,17 @@ impl Host {
             imports: plugin.imports.clone(),
         })
     }
+}
+
+/// Why a run did not start (nothing was written).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartError {
+    /// A run parameter is not a declared input, or not a valid value of it.
+    #[error("{0}")]
+    Params(String),
+    /// Another run holds the case, or its lock could not be taken.
+    #[error(transparent)]
+    Case(#[from] CaseLockError),
 }
 
 /// What `irhost plugin inspect` shows of a component.

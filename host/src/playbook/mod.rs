@@ -9,6 +9,7 @@
 //! any exists.
 
 mod checks;
+pub mod inputs;
 pub mod phase;
 mod plugin;
 mod raw;
@@ -22,6 +23,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+pub use inputs::{InputSpec, InputType, Inputs};
 pub use phase::StepPhase;
 pub use spec::{OnError, PluginSpec, StepSpec};
 
@@ -41,6 +43,8 @@ pub struct Playbook {
     /// Steps in file order.
     pub steps: Vec<StepSpec>,
     pub targets: Vec<TargetSpec>,
+    /// What a run may set.
+    pub inputs: Inputs,
 }
 
 impl Playbook {
@@ -86,6 +90,7 @@ impl Playbook {
             problems.extend(checks::cycle_diagnostic(&source, &steps, &raw_steps));
         }
         let targets = steps::targets(&source, raw.targets, &mut problems);
+        let inputs = inputs::from_raw(&source, raw.inputs, &mut problems);
 
         if !problems.is_empty() {
             problems.sort_by_key(|d| (d.line, d.column));
@@ -100,6 +105,7 @@ impl Playbook {
             plugins,
             steps,
             targets,
+            inputs,
         })
     }
 

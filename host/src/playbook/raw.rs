@@ -16,6 +16,25 @@ pub(super) struct RawPlaybook {
     pub(super) steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     pub(super) targets: Option<Spanned<RawTargets>>,
+    /// What a run may set (`[inputs.NAME]`).
+    #[serde(default)]
+    pub(super) inputs: BTreeMap<String, Spanned<RawInput>>,
+}
+
+/// `[inputs.NAME]`: a parameter a run may set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInput {
+    #[serde(rename = "type")]
+    pub(super) kind: Spanned<String>,
+    #[serde(default)]
+    pub(super) values: Option<Spanned<Vec<toml::Value>>>,
+    #[serde(default)]
+    pub(super) pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) default: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub(super) description: String,
 }
 
 #[derive(Debug, Deserialize)]

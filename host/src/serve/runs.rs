@@ -14,7 +14,9 @@ use utoipa::ToSchema;
 
 use super::{ApiError, AppState, ErrorBody, ServeState};
 use crate::case_id::CaseId;
-use crate::facade::{CaseLockError, RunHandle, RunOptions, RunState, RunStatus, TargetsError};
+use crate::facade::{
+    CaseLockError, RunHandle, RunOptions, RunState, RunStatus, StartError, TargetsError,
+};
 use crate::target::TargetSpec;
 
 /// A target: `"provider:id"` or an object.
@@ -42,7 +44,9 @@ pub struct CreateRun {
     /// Targets; the playbook's `[targets]` when empty.
     #[serde(default)]
     pub targets: Vec<TargetInput>,
-    /// Run parameters: merged over each plugin's `config`, under each step's `with`.
+    /// Run parameters: only the playbook's declared `[inputs]` (400 for
+    /// any other, naming it); merged over each plugin's `config`, under
+    /// each step's `with`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub params: serde_json::Map<String, serde_json::Value>,
@@ -118,7 +122,7 @@ fn target_spec(input: TargetInput) -> Result<TargetSpec, ApiError> {
     request_body = CreateRun,
     responses(
         (status = 201, body = RunCreated),
-        (status = 400, description = "invalid request or playbook", body = ErrorBody),
+        (status = 400, description = "invalid request or playbook, a target no step serves, or a parameter that is not a declared input", body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "no such playbook", body = ErrorBody),
         (status = 409, description = "another run holds the case", body = ErrorBody),
@@ -163,8 +167,13 @@ pub(super) async fn create_run(
         .host
         .start(plan, targets, options)
         .map_err(|e| match e {
-            CaseLockError::Held { .. } => ApiError(StatusCode::CONFLICT, e.to_string()),
-            CaseLockError::Io(_) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            StartError::Params(_) => bad_request(e.to_string()),
+            StartError::Case(CaseLockError::Held { .. }) => {
+                ApiError(StatusCode::CONFLICT, e.to_string())
+            }
+            StartError::Case(CaseLockError::Io(_)) => {
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
         })?;
     let run_id = run.run_id().to_string();
     let created = RunCreated {

@@ -127,6 +127,7 @@ impl Watcher {
                 plans.insert(rule.playbook.clone(), plan);
             }
         }
+        undeclared_params(&rules, &plans)?;
         let journal_dir = options.cases_dir.join(&options.journal_id);
         // One watch writes a watch journal at a time.
         let lock =
@@ -509,6 +510,36 @@ impl Watcher {
 
     pub fn concurrency(&self) -> usize {
         self.concurrency
+    }
+}
+
+/// A rule's parameters must be inputs its playbook declares: a run may set
+/// nothing else.
+fn undeclared_params(
+    rules: &Rules,
+    plans: &HashMap<PathBuf, Arc<PlaybookPlan>>,
+) -> Result<(), Diagnostics> {
+    let mut problems = Vec::new();
+    for rule in &rules.rules {
+        let inputs = &plans[&rule.playbook].playbook.inputs;
+        for name in rule.params.keys().filter(|n| !inputs.0.contains_key(*n)) {
+            let declared: Vec<&str> = inputs.0.keys().map(String::as_str).collect();
+            problems.push(rules.source.diagnostic(
+                rule.params_span.clone(),
+                &format!("rules.{}.params.{name}", rule.name),
+                format!(
+                    "`{name}` is not an input of {}: a run may set only the playbook's [inputs] ({})",
+                    rule.playbook.display(),
+                    if declared.is_empty() { "it declares none".to_string() } else { declared.join(", ") }
+                ),
+                Some("declare it under [inputs] in the playbook, or remove it from the rule"),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(problems))
     }
 }
 

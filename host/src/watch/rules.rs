@@ -80,7 +80,7 @@ struct RawRule {
     #[serde(default)]
     case: Option<Spanned<String>>,
     #[serde(default)]
-    params: Option<toml::Table>,
+    params: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +102,9 @@ pub struct Rules {
     pub concurrency: usize,
     pub dedup_window: Duration,
     pub rules: Vec<Rule>,
+    /// The file's text positions, for diagnostics found later (a rule's
+    /// parameters checked against its playbook's inputs).
+    pub source: SourceMap,
 }
 
 /// One rule: conditions, how to find targets, what to run.
@@ -114,6 +117,8 @@ pub struct Rule {
     pub targets: Vec<TargetExtractor>,
     pub case: Option<String>,
     pub params: serde_json::Map<String, Value>,
+    /// Where `params` is written (the rule's table when it is not).
+    pub params_span: std::ops::Range<usize>,
 }
 
 /// Where a rule finds targets in an event.
@@ -194,6 +199,7 @@ impl Rules {
             concurrency,
             dedup_window,
             rules,
+            source,
         })
     }
 
@@ -249,6 +255,7 @@ fn rule(
     problems: &mut Vec<Diagnostic>,
 ) -> Rule {
     let prefix = format!("rules.{name}");
+    let params_span = raw.params.as_ref().map_or(span.clone(), |p| p.span());
     let mut conditions = Vec::new();
     for (field, value) in &raw.conditions {
         match Condition::parse(value.get_ref()) {
@@ -292,7 +299,7 @@ fn rule(
             Some("paths are relative to the rules file"),
         ));
     }
-    let params = match raw.params.map(|t| table_to_json(&t)) {
+    let params = match raw.params.map(|t| table_to_json(t.get_ref())) {
         Some(Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
@@ -303,6 +310,7 @@ fn rule(
         targets,
         case: raw.case.map(Spanned::into_inner),
         params,
+        params_span,
     }
 }
 
