@@ -9,7 +9,8 @@
 //! Patterns: `host`, `host:port`, `*.suffix`, `*.suffix:port`, `host:*`,
 //! optionally prefixed with `http://` or `https://` to restrict the scheme.
 //! A pattern without a port allows only the scheme's default port (80 for
-//! http, 443 for https).
+//! http, 443 for https). A wildcard never matches an IP literal: an address
+//! is allowed only by an entry naming that address.
 
 use std::fmt;
 use std::sync::Arc;
@@ -122,8 +123,16 @@ impl HostPattern {
                 return false;
             }
         }
+        // A wildcard never matches an IP literal: an address is allowed only
+        // by an entry that is that address.
+        let ip_literal = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok();
         let host_ok = match &self.host {
             HostMatch::Exact(h) => h == host,
+            _ if ip_literal => false,
             HostMatch::Suffix(s) => host.ends_with(s.as_str()) && host.len() > s.len(),
             HostMatch::Labels(pattern) => {
                 let labels: Vec<&str> = host.split('.').collect();
@@ -324,6 +333,17 @@ mod tests {
 
     fn decide(policy: &EgressPolicy, url: &str) -> bool {
         policy.decide(&url.parse().unwrap()) == EgressDecision::Allow
+    }
+
+    #[test]
+    fn wildcards_never_match_an_ip_literal() {
+        let p = policy(&["*.0.0.1", "10.*.0.5", "*.amazonaws.com:*", "127.0.0.1:8080"]);
+        assert!(!decide(&p, "http://127.0.0.1/"));
+        assert!(!decide(&p, "http://10.1.0.5/"));
+        assert!(decide(&p, "http://127.0.0.1:8080/"));
+        assert!(decide(&p, "https://ec2.amazonaws.com:8443/"));
+        let v6 = policy(&["*.1"]);
+        assert!(!decide(&v6, "http://[::1]/"));
     }
 
     #[test]
