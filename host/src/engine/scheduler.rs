@@ -56,19 +56,7 @@ pub(super) async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> Targ
                 continue;
             }
             if let Some(reason) = blocked_reason(&ctx, step, &states) {
-                ctx.recorder.emit(RunEvent::StepSkipped {
-                    target: label.clone(),
-                    step: step.spec.id.clone(),
-                    reason: reason.clone(),
-                });
-                states[i] = StepState::Done(StepOutcome {
-                    id: step.spec.id.clone(),
-                    status: Status::Skipped,
-                    attempts: 0,
-                    error: Some(reason),
-                    on_error: step.spec.on_error,
-                    data: None,
-                });
+                states[i] = StepState::Done(skip_step(&ctx, &label, step, reason));
                 continue;
             }
             let inputs: Vec<(String, StepData)> = step
@@ -138,6 +126,29 @@ pub(super) fn finish_target(
         target: label,
         status,
         steps: outcomes,
+    }
+}
+
+/// Journal that `step` will not run on `label`, and why; its outcome.
+/// Shared by per-target runs and the sealed phase.
+pub(super) fn skip_step(
+    ctx: &RunContext,
+    label: &str,
+    step: &PlannedStep,
+    reason: String,
+) -> StepOutcome {
+    ctx.recorder.emit(RunEvent::StepSkipped {
+        target: label.to_string(),
+        step: step.spec.id.clone(),
+        reason: reason.clone(),
+    });
+    StepOutcome {
+        id: step.spec.id.clone(),
+        status: Status::Skipped,
+        attempts: 0,
+        error: Some(reason),
+        on_error: step.spec.on_error,
+        data: None,
     }
 }
 

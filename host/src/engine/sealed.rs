@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::scheduler::{dependency_blocks, finish_target};
+use super::scheduler::{dependency_blocks, finish_target, skip_step};
 use super::{step, RunContext, StepData, StepOutcome, TargetOutcome};
 use crate::custody::sealed_case::{read_sealed_case, SealedCase, CASE_PROVIDER};
 use crate::custody::Sealed;
@@ -83,19 +83,7 @@ pub(super) async fn run(ctx: &RunContext, seal: &Sealed) -> TargetOutcome {
     let mut outcomes: Vec<StepOutcome> = Vec::with_capacity(steps.len());
     for step in steps {
         if let Some(reason) = blocked_reason(ctx, step, &outcomes) {
-            ctx.recorder.emit(RunEvent::StepSkipped {
-                target: label.clone(),
-                step: step.spec.id.clone(),
-                reason: reason.clone(),
-            });
-            outcomes.push(StepOutcome {
-                id: step.spec.id.clone(),
-                status: Status::Skipped,
-                attempts: 0,
-                error: Some(reason),
-                on_error: step.spec.on_error,
-                data: None,
-            });
+            outcomes.push(skip_step(ctx, &label, step, reason));
             continue;
         }
         let case = match &sealed {
