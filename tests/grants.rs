@@ -92,7 +92,14 @@ action = "misbehave"
 
 /// Run a playbook with the responder's cloud credentials in the environment.
 fn run_with_credentials(ws: &Workspace, pb: &std::path::Path, sink: &Sink) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_irhost"))
+    credentials_command(ws, pb, sink).output().unwrap()
+}
+
+/// `irhost run` of a playbook, the responder's cloud credentials in the
+/// environment and the sink as the ARM endpoint.
+fn credentials_command(ws: &Workspace, pb: &std::path::Path, sink: &Sink) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_irhost"));
+    command
         .args([
             "run",
             pb.to_str().unwrap(),
@@ -115,9 +122,8 @@ fn run_with_credentials(ws: &Workspace, pb: &std::path::Path, sink: &Sink) -> st
             "AZURE_RESOURCE_MANAGER_URL",
             format!("http://127.0.0.1:{}", sink.port),
         )
-        .env_remove("IRHOST_SIGNING_KEY")
-        .output()
-        .unwrap()
+        .env_remove("IRHOST_SIGNING_KEY");
+    command
 }
 
 fn assert_no_credentials(requests: &[String]) {
@@ -307,4 +313,150 @@ fn bad_grants_are_diagnostics_with_file_line_and_field() {
         "{err}"
     );
     assert!(err.contains("provider for `aws` targets"), "{err}");
+}
+
+#[test]
+fn a_name_resolving_to_loopback_is_refused_unless_it_is_the_environments_endpoint() {
+    // `localhost` allowed by name: the connector resolves it, finds only
+    // loopback addresses and refuses; the denial is journaled and nothing
+    // reaches the sink.
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let url = format!("http://localhost:{}/collect", sink.port);
+    let allow = format!("\"localhost:{}\"", sink.port);
+    let pb = ws.playbook("name.toml", &playbook("any", &url, Some(&allow), None));
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    assert_eq!(fetch_status(&records), Status::Failed);
+    assert!(
+        records.iter().any(|r| matches!(&r.event,
+            RunEvent::EgressDenied { url, reason, .. }
+                if url.contains("localhost") && reason.contains("127.0.0.1 (loopback)"))),
+        "{records:#?}"
+    );
+    assert!(sink.requests().is_empty(), "{:?}", sink.requests());
+
+    // The same name as the environment's endpoint (`AWS_ENDPOINT_URL`, a
+    // local emulator) is reached, and signed: the grant names EC2 and the
+    // responder named the endpoint.
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "endpoint.toml",
+        &playbook("any", &url, None, Some("{ aws = [\"ec2\"] }")),
+    );
+    let out = credentials_command(&ws, &pb, &sink)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://localhost:{}", sink.port),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].contains(KEY_ID), "{requests:?}");
+
+    // The address itself, allowed as a literal, is reached (unsigned: no
+    // grant).
+    let ws = Workspace::new();
+    let allow = format!("\"127.0.0.1:{}\"", sink.port);
+    let pb = ws.playbook(
+        "literal.toml",
+        &playbook("any", &sink.url(), Some(&allow), None),
+    );
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(sink.requests().len(), 2);
+}
+
+/// `openssl s_server` on a loopback port with a self-signed certificate
+/// made here, for 127.0.0.1.
+struct SelfSignedServer {
+    port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SelfSignedServer {
+    fn start() -> SelfSignedServer {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", stderr(&made));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "s_server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        SelfSignedServer {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for SelfSignedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_connector_verifies_tls_certificates() {
+    // An allowed HTTPS host whose certificate no trusted root signed: the
+    // request fails in the TLS handshake, the step fails, nothing is sent.
+    let server = SelfSignedServer::start();
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let url = format!("https://127.0.0.1:{}/", server.port);
+    let allow = format!("\"https://127.0.0.1:{}\"", server.port);
+    let pb = ws.playbook("tls.toml", &playbook("any", &url, Some(&allow), None));
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    assert_eq!(fetch_status(&records), Status::Failed);
+    let error = records
+        .iter()
+        .find_map(|r| match &r.event {
+            RunEvent::StepFinished { error, .. } => error.clone(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert!(error.to_ascii_lowercase().contains("tls"), "{error}");
 }

@@ -3,6 +3,8 @@
 //!
 //! - host overhead per plugin call: instantiate + call + drop a fresh
 //!   instance, no I/O, pooling allocator (median and p99);
+//! - the same call making one HTTP GET through the egress (policy, the
+//!   connector's resolve and connect, hyper) to a loopback server;
 //! - cold compile vs cached load of a plugin (test-provider, aws-ec2,
 //!   azure-compute);
 //! - 1,000 targets through a 3-step playbook of the test provider at
@@ -105,6 +107,81 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
             percentile(&samples, 0.99).as_secs_f64() * 1e6
         );
     }
+}
+
+/// A loopback HTTP server answering every request `200 ok` and closing.
+fn loopback_server() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+fn call_overhead_http(rt: &tokio::runtime::Runtime) {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: None,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let port = loopback_server();
+    let mut source = source("hostile");
+    source.egress = irhost::egress::EgressPolicy::new(vec![irhost::egress::HostPattern::parse(
+        &format!("127.0.0.1:{port}"),
+    )
+    .unwrap()]);
+    let plugin = rt.block_on(runtime.load(source)).unwrap();
+    let url = format!("http://127.0.0.1:{port}/bench");
+    let invocation = || Invocation {
+        action: Action::parse("misbehave"),
+        target: Target {
+            provider: "test".into(),
+            id: "t".into(),
+            region: None,
+            account: None,
+            attributes: vec![],
+        },
+        inputs: vec![],
+        previous_isolation: None,
+        call: CallContext {
+            plugin: "hostile".into(),
+            step: "bench".into(),
+            target: "test:t".into(),
+            case_id: "bench".into(),
+            attempt: 1,
+            params: serde_json::json!({ "mode": "http", "url": url }),
+            events: Arc::new(|_| {}),
+            log_budget: 1 << 20,
+        },
+        timeout: None,
+    };
+    for _ in 0..100 {
+        rt.block_on(plugin.invoke(&runtime, invocation())).unwrap();
+    }
+    let mut samples = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let inv = invocation();
+        let start = Instant::now();
+        rt.block_on(plugin.invoke(&runtime, inv)).unwrap();
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    println!(
+        "call with one HTTP GET (hostile.misbehave mode=http, loopback server, new connection): median {:.1} µs, p99 {:.1} µs, n=2000",
+        percentile(&samples, 0.5).as_secs_f64() * 1e6,
+        percentile(&samples, 0.99).as_secs_f64() * 1e6
+    );
 }
 
 fn load_times(rt: &tokio::runtime::Runtime) {
@@ -241,11 +318,18 @@ fn main() {
     if args.iter().any(|a| a == "--list") {
         return;
     }
+    // `--calls` runs only the per-call scenarios (for before/after runs).
+    if args.iter().any(|a| a == "--calls") {
+        call_overhead(&rt);
+        call_overhead_http(&rt);
+        return;
+    }
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--fleet", "1000", "64"])
         .status()
         .unwrap();
     assert!(status.success());
     call_overhead(&rt);
+    call_overhead_http(&rt);
     load_times(&rt);
 }

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::egress::EgressAuthorizer;
+use crate::egress::{EgressAuthorizer, EgressConnector, Reach};
 
 /// Azure Resource Manager in the public cloud.
 pub const PUBLIC_ARM: &str = "https://management.azure.com";
@@ -173,9 +173,18 @@ impl ArmTokenSource {
             .body(body)
             .map_err(|e| format!("token request to {url}: {e}"))?;
         let started = Instant::now();
-        let (response, io) = wasmtime_wasi_http::default_send_request(request, None)
+        // The host's own request to the authority the environment names:
+        // any address may be reached.
+        let connector = EgressConnector::shared();
+        let addrs = connector
+            .resolve(request.uri(), Reach::Any, None)
             .await
             .map_err(|e| format!("token request to {url}: {e:?}"))?;
+        let (response, io) = connector
+            .send(&addrs, request, None)
+            .await
+            .map_err(|e| format!("token request to {url}: {e}"))?;
+        let io = Box::into_pin(io);
         let driver = tokio::spawn(io);
         let status = response.status();
         let bytes = response

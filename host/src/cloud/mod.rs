@@ -55,11 +55,34 @@ impl CloudEnv {
         default_hosts: bool,
         config: &serde_json::Value,
     ) -> CloudBinding {
-        match grant {
+        let mut binding = match grant {
             None => CloudBinding::default(),
             Some(CloudGrant::Aws { services }) => self.aws_binding(services, default_hosts, config),
             Some(CloudGrant::Azure) => self.azure_binding(config),
+        };
+        binding.trusted_endpoints = self.environment_endpoints();
+        binding
+    }
+
+    /// The exact endpoints the responder's environment names
+    /// (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>`,
+    /// `AZURE_RESOURCE_MANAGER_URL`): an allowed request to one of them may
+    /// reach a loopback or private address (a local emulator, a VPC
+    /// endpoint by its private name), as no other name may.
+    pub fn environment_endpoints(&self) -> Vec<HostPattern> {
+        let urls = self
+            .aws
+            .endpoint_overrides
+            .iter()
+            .map(|(_, url)| url.as_str())
+            .chain(self.azure.resource_manager.as_deref());
+        let mut endpoints: Vec<HostPattern> = Vec::new();
+        for pattern in urls.filter_map(|url| endpoint_pattern(url).ok()) {
+            if !endpoints.contains(&pattern) {
+                endpoints.push(pattern);
+            }
         }
+        endpoints
     }
 
     fn aws_binding(
@@ -228,6 +251,9 @@ pub struct CloudBinding {
     pub config_patch: serde_json::Map<String, serde_json::Value>,
     /// Each change in words, for the journal.
     pub notes: Vec<String>,
+    /// The environment's endpoints, which may resolve to internal
+    /// addresses (see [`CloudEnv::environment_endpoints`]).
+    pub trusted_endpoints: Vec<HostPattern>,
 }
 
 impl CloudBinding {
@@ -236,6 +262,9 @@ impl CloudBinding {
         let mut policy = playbook.clone();
         for pattern in &self.allowed_hosts {
             policy.allow(pattern.clone());
+        }
+        for endpoint in &self.trusted_endpoints {
+            policy.trust_endpoint(endpoint.clone());
         }
         policy
     }

@@ -4,7 +4,12 @@
 //! [`EgressPolicy`] holds a plugin's `allow_hosts`; [`PluginEgress`] is the
 //! wasi-http hook that consults it for every request, reports denials as
 //! [`EgressDenial`] data (the plugin sees `HttpRequestDenied`, the journal
-//! gets a record) and forwards allowed requests.
+//! gets a record) and sends allowed requests through irhost's own
+//! [`connector`], which resolves the name first: a name allowed by pattern
+//! never reaches a loopback, link-local (the metadata services) or private
+//! address unless it is the environment's own endpoint
+//! ([`EgressPolicy::trust_endpoint`]); an IP literal is reached only through
+//! an entry naming it.
 //!
 //! Patterns: `host`, `host:port`, `*.suffix`, `*.suffix:port`, `host:*`,
 //! optionally prefixed with `http://` or `https://` to restrict the scheme.
@@ -12,10 +17,15 @@
 //! http, 443 for https). A wildcard never matches an IP literal: an address
 //! is allowed only by an entry naming that address.
 
+pub mod address;
+pub mod connector;
+
 use std::fmt;
 use std::sync::Arc;
 
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+pub use connector::{ConnectFailure, EgressConnector, Reach};
 
 /// One `allow_hosts` entry, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +177,9 @@ fn default_port(scheme: &str) -> u16 {
 #[derive(Debug, Clone, Default)]
 pub struct EgressPolicy {
     allowed: Vec<HostPattern>,
+    /// Exact endpoints the responder's environment names: these may
+    /// resolve to internal addresses.
+    trusted: Vec<HostPattern>,
 }
 
 /// Whether a request may leave, and why not.
@@ -178,7 +191,33 @@ pub enum EgressDecision {
 
 impl EgressPolicy {
     pub fn new(allowed: Vec<HostPattern>) -> Self {
-        EgressPolicy { allowed }
+        EgressPolicy {
+            allowed,
+            trusted: Vec::new(),
+        }
+    }
+
+    /// Let a name the environment names as an endpoint (`AWS_ENDPOINT_URL`,
+    /// `AZURE_RESOURCE_MANAGER_URL`) resolve to an internal address. It
+    /// still has to be allowed.
+    pub fn trust_endpoint(&mut self, endpoint: HostPattern) {
+        if !self.trusted.contains(&endpoint) {
+            self.trusted.push(endpoint);
+        }
+    }
+
+    /// Which addresses an allowed request to `uri` may reach.
+    pub fn reach(&self, uri: &http::Uri) -> Reach {
+        let Some((scheme, host, port)) = parts(uri) else {
+            return Reach::Public;
+        };
+        if host.parse::<std::net::IpAddr>().is_ok()
+            || self.trusted.iter().any(|p| p.matches(&scheme, &host, port))
+        {
+            Reach::Any
+        } else {
+            Reach::Public
+        }
     }
 
     pub fn allow(&mut self, pattern: HostPattern) {
@@ -193,15 +232,9 @@ impl EgressPolicy {
 
     /// Decide for a request to `uri`.
     pub fn decide(&self, uri: &http::Uri) -> EgressDecision {
-        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let Some(host) = uri.host() else {
+        let Some((scheme, host, port)) = parts(uri) else {
             return EgressDecision::Deny("the request names no host".into());
         };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
         if self.allowed.is_empty() {
             return EgressDecision::Deny("the plugin has no allow_hosts".into());
         }
@@ -218,6 +251,18 @@ impl EgressPolicy {
             ))
         }
     }
+}
+
+/// A URI's scheme, host (lower case, no brackets) and port.
+fn parts(uri: &http::Uri) -> Option<(String, String, u16)> {
+    let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+    let host = uri
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or_else(|| default_port(&scheme));
+    Some((scheme, host, port))
 }
 
 /// A request the policy refused, as data for the journal.
@@ -247,7 +292,7 @@ const DENIED_BODY_DRAIN_BYTES: usize = 16 << 20;
 pub struct PluginEgress {
     policy: Arc<EgressPolicy>,
     authorizer: Option<Arc<dyn EgressAuthorizer>>,
-    on_denial: Box<dyn Fn(EgressDenial) + Send + Sync>,
+    on_denial: Arc<dyn Fn(EgressDenial) + Send + Sync>,
 }
 
 impl PluginEgress {
@@ -259,19 +304,34 @@ impl PluginEgress {
         PluginEgress {
             policy,
             authorizer,
-            on_denial,
+            on_denial: Arc::from(on_denial),
         }
     }
 }
 
-type SendFuture = Box<
-    dyn std::future::Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
+type SendFuture =
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<connector::Sent>> + Send>;
+
+/// Report a denial, take (and discard) the body the plugin is writing, so
+/// that what it sees is the denial itself rather than a broken body
+/// stream, and answer `HttpRequestDenied`.
+async fn deny(
+    on_denial: &(dyn Fn(EgressDenial) + Send + Sync),
+    request: http::Request<WasiBody>,
+    reason: String,
+) -> wasmtime_wasi_http::Result<connector::Sent> {
+    use http_body_util::BodyExt;
+    tracing::debug!(uri = %request.uri(), %reason, "egress denied");
+    on_denial(EgressDenial {
+        method: request.method().to_string(),
+        url: request.uri().to_string(),
+        reason,
+    });
+    let _ = http_body_util::Limited::new(request.into_body(), DENIED_BODY_DRAIN_BYTES)
+        .collect()
+        .await;
+    Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+}
 
 impl WasiHttpHooks for PluginEgress {
     fn send_request(
@@ -281,27 +341,23 @@ impl WasiHttpHooks for PluginEgress {
         fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         drop(fut);
+        let on_denial = self.on_denial.clone();
         if let EgressDecision::Deny(reason) = self.policy.decide(request.uri()) {
-            tracing::debug!(uri = %request.uri(), %reason, "egress denied");
-            (self.on_denial)(EgressDenial {
-                method: request.method().to_string(),
-                url: request.uri().to_string(),
-                reason,
-            });
-            // Take (and discard) the body the plugin is writing, so that what
-            // it sees is the denial itself rather than a broken body stream.
-            let body = request.into_body();
-            return Box::new(async move {
-                use http_body_util::BodyExt;
-                let _ = http_body_util::Limited::new(body, DENIED_BODY_DRAIN_BYTES)
-                    .collect()
-                    .await;
-                Err(wasmtime_wasi_http::Error::HttpRequestDenied)
-            });
+            return Box::new(async move { deny(&*on_denial, request, reason).await });
         }
+        let reach = self.policy.reach(request.uri());
         let authorizer = self.authorizer.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
+            let connector = EgressConnector::shared();
+            // Resolve and check before signing: a refused request is never
+            // signed.
+            let addrs = match connector.resolve(request.uri(), reach, options).await {
+                Ok(addrs) => addrs,
+                Err(ConnectFailure::Refused(reason)) => {
+                    return deny(&*on_denial, request, reason).await
+                }
+                Err(ConnectFailure::Failed(e)) => return Err(e),
+            };
             let request = match authorizer {
                 Some(authorizer) => authorizer.authorize(request).await.map_err(|e| {
                     tracing::warn!(error = %e, "could not authorize an allowed request");
@@ -309,11 +365,7 @@ impl WasiHttpHooks for PluginEgress {
                 })?,
                 None => request,
             };
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
-            ))
+            connector.send(&addrs, request, options).await
         })
     }
 }
@@ -388,6 +440,27 @@ mod tests {
         assert!(!decide(&p, "https://ec2.amazonaws.com/"));
         assert!(!decide(&p, "https://ec2.a.b.amazonaws.com/"));
         assert!(!decide(&p, "https://s3.us-east-1.amazonaws.com/"));
+    }
+
+    #[test]
+    fn only_literals_and_the_environments_endpoints_reach_internal_addresses() {
+        let mut p = policy(&["localhost:5000", "127.0.0.1:5000", "*.example.com"]);
+        let reach = |p: &EgressPolicy, url: &str| p.reach(&url.parse().unwrap());
+        assert_eq!(reach(&p, "http://127.0.0.1:5000/"), Reach::Any);
+        assert_eq!(reach(&p, "http://localhost:5000/"), Reach::Public);
+        assert_eq!(reach(&p, "https://api.example.com/"), Reach::Public);
+        p.trust_endpoint(HostPattern::exact(Some("http"), "localhost", 5000));
+        assert_eq!(reach(&p, "http://localhost:5000/"), Reach::Any);
+        assert_eq!(
+            reach(&p, "https://localhost:5000/"),
+            Reach::Public,
+            "the endpoint's scheme"
+        );
+        assert_eq!(
+            reach(&p, "http://localhost:5001/"),
+            Reach::Public,
+            "the endpoint's port"
+        );
     }
 
     #[test]
