@@ -109,23 +109,20 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
     }
 }
 
-/// A loopback HTTP server answering every request `200 ok` and closing.
-fn loopback_server() -> u16 {
-    use std::io::{BufRead, BufReader, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// A loopback HTTP server (axum) answering `GET /bench` with `ok` once it
+/// has read the request's body (a server answering a bodiless request
+/// before the plugin finished its empty body races the guest's body
+/// writer: see BENCHMARKS.md).
+fn loopback_server(rt: &tokio::runtime::Runtime) -> u16 {
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                line.clear();
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
+    let app = axum::Router::new().route(
+        "/bench",
+        axum::routing::get(|_body: axum::body::Bytes| async { "ok" }),
+    );
+    rt.spawn(async move { axum::serve(listener, app).await });
     port
 }
 
@@ -135,7 +132,7 @@ fn call_overhead_http(rt: &tokio::runtime::Runtime) {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let port = loopback_server();
+    let port = loopback_server(rt);
     let mut source = source("hostile");
     source.egress = irhost::egress::EgressPolicy::new(vec![irhost::egress::HostPattern::parse(
         &format!("127.0.0.1:{port}"),
@@ -166,19 +163,32 @@ fn call_overhead_http(rt: &tokio::runtime::Runtime) {
         },
         timeout: None,
     };
+    // Some calls fail with `connection reset`, with the old
+    // client as with irhost's connector: the guest's empty request body is
+    // written after the host closed the body stream (a wstd/wasmtime race,
+    // BENCHMARKS.md). Failed calls are counted, not timed.
+    let mut failures = 0;
     for _ in 0..100 {
-        rt.block_on(plugin.invoke(&runtime, invocation())).unwrap();
+        if rt.block_on(plugin.invoke(&runtime, invocation())).is_err() {
+            failures += 1;
+        }
     }
     let mut samples = Vec::with_capacity(2000);
-    for _ in 0..2000 {
+    while samples.len() < 2000 {
         let inv = invocation();
         let start = Instant::now();
-        rt.block_on(plugin.invoke(&runtime, inv)).unwrap();
-        samples.push(start.elapsed());
+        match rt.block_on(plugin.invoke(&runtime, inv)) {
+            Ok(_) => samples.push(start.elapsed()),
+            Err(e) if failures < 2000 => {
+                failures += 1;
+                tracing::debug!(error = ?e, "failed call");
+            }
+            Err(e) => panic!("more than 2000 failed calls, the last: {e:?}"),
+        }
     }
     samples.sort();
     println!(
-        "call with one HTTP GET (hostile.misbehave mode=http, loopback server, new connection): median {:.1} µs, p99 {:.1} µs, n=2000",
+        "call with one HTTP GET (hostile.misbehave mode=http, loopback server, new connection): median {:.1} µs, p99 {:.1} µs, n=2000, failed calls {failures}",
         percentile(&samples, 0.5).as_secs_f64() * 1e6,
         percentile(&samples, 0.99).as_secs_f64() * 1e6
     );
@@ -301,6 +311,10 @@ fn fleet(rt: &tokio::runtime::Runtime, targets: usize, concurrency: usize) {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
