@@ -755,3 +755,65 @@ fn only_declared_inputs_may_be_set_with_param_and_nothing_else_runs() {
         );
     }
 }
+
+#[test]
+fn plan_policy_prints_the_least_privilege_of_the_shipped_playbooks() {
+    let ws = Workspace::new();
+    let pb = repo_root().join("playbooks/aws-instance-compromise-vault.toml");
+    let out = ws.irhost(&["plan", pb.to_str().unwrap(), "--policy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let statements = doc["aws"]["Statement"].as_array().unwrap();
+    let statement = |action: &str| {
+        statements
+            .iter()
+            .find(|s| s["Action"].as_array().unwrap().iter().any(|a| a == action))
+            .cloned()
+    };
+    // Every action the playbook grants, and nothing else.
+    let actions: Vec<&str> = statements
+        .iter()
+        .flat_map(|s| {
+            s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+        })
+        .collect();
+    assert!(actions.contains(&"ec2:CreateSnapshots"), "{actions:?}");
+    assert!(
+        !actions.contains(&"ec2:ModifySnapshotAttribute"),
+        "not granted: {actions:?}"
+    );
+    assert!(!actions.iter().any(|a| a.contains('*')), "{actions:?}");
+    assert_eq!(
+        statement("ec2:DescribeInstances").unwrap()["Resource"],
+        serde_json::json!(["*"])
+    );
+    assert_eq!(
+        statement("s3:PutObject").unwrap()["Resource"],
+        serde_json::json!(["arn:aws:s3:::ir-evidence-vault/*"])
+    );
+    assert!(doc["azure"].is_null());
+    assert!(doc["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("AWS requires it")));
+
+    let pb = repo_root().join("playbooks/azure-vm-compromise.toml");
+    let out = ws.irhost(&["plan", pb.to_str().unwrap(), "--policy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let role = &doc["azure"];
+    assert_eq!(role["IsCustom"], true);
+    let ops = role["Actions"].as_array().unwrap();
+    assert!(
+        ops.iter()
+            .any(|a| a == "Microsoft.Network/networkSecurityGroups/write"),
+        "{ops:?}"
+    );
+    assert!(!ops.iter().any(|a| a == "*"), "{ops:?}");
+    assert!(doc["aws"].is_null());
+}

@@ -256,7 +256,17 @@ fn a_granted_plugin_is_signed_only_at_its_services_endpoints() {
 #[test]
 fn bad_grants_are_diagnostics_with_file_line_and_field() {
     let ws = Workspace::new();
-    let cases: [(&str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str); 8] = [
+        (
+            "{ aws = [\"ec2:Terminate Instances\"] }",
+            "plugins.hostile.cloud.aws",
+            "is not an AWS action",
+        ),
+        (
+            "{ azure = [\"virtualMachines/read\"] }",
+            "plugins.hostile.cloud.azure",
+            "is not an ARM operation",
+        ),
         (
             "{ aws = [\"a/b\"] }",
             "plugins.hostile.cloud.aws",
@@ -270,7 +280,7 @@ fn bad_grants_are_diagnostics_with_file_line_and_field() {
         (
             "{ aws = [] }",
             "plugins.hostile.cloud.aws",
-            "names the services",
+            "names the actions",
         ),
         (
             "{ azure = \"graph\" }",
@@ -301,8 +311,15 @@ fn bad_grants_are_diagnostics_with_file_line_and_field() {
         .replace(
             "../plugins/dist",
             repo_root().join("plugins/dist").to_str().unwrap(),
-        )
-        .replace("cloud = { aws = [\"ec2\"] }", "cloud = { azure = \"arm\" }");
+        );
+    // The shipped grant is a `[plugins.ec2.cloud]` table: swap it for Azure.
+    let start = text.find("\n[plugins.ec2.cloud]").unwrap() + 1;
+    let end = start + text[start..].find("]\n\n").unwrap() + 2;
+    let text = format!(
+        "{}cloud = {{ azure = \"arm\" }}\n{}",
+        &text[..start],
+        &text[end..]
+    );
     let pb = ws.playbook("mismatch.toml", &text);
     let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
@@ -343,7 +360,12 @@ fn a_name_resolving_to_loopback_is_refused_unless_it_is_the_environments_endpoin
     let ws = Workspace::new();
     let pb = ws.playbook(
         "endpoint.toml",
-        &playbook("any", &url, None, Some("{ aws = [\"ec2\"] }")),
+        &playbook(
+            "any",
+            &format!("{url}?Action=DescribeInstances"),
+            None,
+            Some("{ aws = [\"ec2\"] }"),
+        ),
     );
     let out = credentials_command(&ws, &pb, &sink)
         .env(
@@ -459,4 +481,115 @@ fn the_connector_verifies_tls_certificates() {
         })
         .unwrap_or_default();
     assert!(error.to_ascii_lowercase().contains("tls"), "{error}");
+}
+
+/// The journal's cloud-call records: (action, resource, status).
+fn cloud_calls(
+    records: &[irhost::journal::JournalRecord],
+) -> Vec<(String, Option<String>, Option<u16>)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::CloudCall {
+                action,
+                resource,
+                status,
+                ..
+            } => Some((action.clone(), resource.clone(), *status)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_granted_plugin_may_call_only_the_listed_actions() {
+    // Granted ec2:DescribeInstances, the environment's endpoint (a local
+    // emulator) is the sink. TerminateInstances is denied before signing:
+    // nothing reaches the sink, the journal says which action and why.
+    let sink = Sink::start();
+    let grant = "{ aws = [\"ec2:DescribeInstances\", \"ec2:Describe*\"] }";
+    let run = |action: &str| {
+        let ws = Workspace::new();
+        let url = format!(
+            "http://127.0.0.1:{}/?Action={action}&Version=2016-11-15&InstanceId.1=i-0abc",
+            sink.port
+        );
+        let pb = ws.playbook("actions.toml", &playbook("any", &url, None, Some(grant)));
+        let out = credentials_command(&ws, &pb, &sink)
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", sink.port),
+            )
+            .output()
+            .unwrap();
+        (out, ws.journal("grants"))
+    };
+    let (out, records) = run("TerminateInstances");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(fetch_status(&records), Status::Failed);
+    assert!(
+        records.iter().any(|r| matches!(&r.event,
+            RunEvent::EgressDenied { reason, .. }
+                if reason.contains("ec2:TerminateInstances is not in the plugin's grant"))),
+        "{records:#?}"
+    );
+    assert!(sink.requests().is_empty(), "{:?}", sink.requests());
+    assert!(cloud_calls(&records).is_empty());
+
+    // A listed action is signed, sent, and lands in the journal as a
+    // cloud call with its resource and status.
+    let (out, records) = run("DescribeInstances");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].contains(KEY_ID), "signed: {requests:?}");
+    assert_eq!(
+        cloud_calls(&records),
+        vec![(
+            "ec2:DescribeInstances".to_string(),
+            Some("i-0abc".to_string()),
+            Some(200)
+        )]
+    );
+}
+
+#[test]
+fn an_azure_grant_authorizes_only_its_arm_operations() {
+    // The sink is the environment's ARM endpoint; the grant lists NSG reads
+    // only, so a VM read gets no token and is not sent.
+    let sink = Sink::start();
+    let vm = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1";
+    let run = |grant: &str| {
+        let ws = Workspace::new();
+        let url = format!("http://127.0.0.1:{}{vm}?api-version=2024-03-01", sink.port);
+        let pb = ws.playbook(
+            "arm.toml",
+            &playbook("any", &url, Some("\"localhost:1\""), Some(grant)),
+        );
+        let out = run_with_credentials(&ws, &pb, &sink);
+        (out, ws.journal("grants"))
+    };
+    let (out, records) = run("{ azure = [\"Microsoft.Network/networkSecurityGroups/read\"] }");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        records.iter().any(|r| matches!(&r.event,
+            RunEvent::EgressDenied { reason, .. }
+                if reason.contains("Microsoft.Compute/virtualMachines/read is not in the plugin's grant"))),
+        "{records:#?}"
+    );
+    assert!(sink.requests().is_empty(), "{:?}", sink.requests());
+
+    let (out, records) = run("{ azure = [\"Microsoft.Compute/virtualMachines/read\"] }");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].contains(AZURE_TOKEN));
+    assert_eq!(
+        cloud_calls(&records),
+        vec![(
+            "Microsoft.Compute/virtualMachines/read".to_string(),
+            Some(vm.to_string()),
+            Some(200)
+        )]
+    );
 }

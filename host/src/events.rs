@@ -107,6 +107,24 @@ pub enum RunEvent {
         url: String,
         reason: String,
     },
+    /// One cloud API call made with the responder's credentials: the
+    /// case's own trail of every call.
+    CloudCall {
+        target: String,
+        step: String,
+        plugin: String,
+        service: String,
+        action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     ArtifactRecorded {
         target: String,
         step: String,
@@ -243,6 +261,7 @@ impl RunEvent {
             | RunEvent::PluginLog { target, .. }
             | RunEvent::PluginProgress { target, .. }
             | RunEvent::EgressDenied { target, .. }
+            | RunEvent::CloudCall { target, .. }
             | RunEvent::ArtifactRecorded { target, .. }
             | RunEvent::TargetFinished { target, .. } => Some(target),
             _ => None,

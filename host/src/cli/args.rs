@@ -71,6 +71,10 @@ pub enum Command {
         targets: TargetArgs,
         #[arg(long)]
         json: bool,
+        /// Print the least-privilege IAM policy and Azure role the
+        /// playbook's grants need (JSON; no targets needed)
+        #[arg(long)]
+        policy: bool,
     },
     /// Match events (JSON, one per line) against rules and start runs
     Watch(WatchArgs),

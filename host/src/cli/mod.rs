@@ -86,8 +86,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Validate { playbook, json } => plan::validate(&host()?, playbook, *json).await,
         Command::Plan {
             playbook,
+            policy: true,
+            ..
+        } => plan::policy(&host()?, playbook).await,
+        Command::Plan {
+            playbook,
             targets,
             json,
+            policy: false,
         } => plan::plan(&host()?, playbook, targets, *json).await,
         Command::Plugin {
             command: PluginCommand::Inspect { file, json },

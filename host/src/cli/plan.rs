@@ -45,6 +45,18 @@ pub(super) async fn plan(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `irhost plan --policy`: the IAM policy and Azure role the playbook's
+/// grants need, as JSON on stdout.
+pub(super) async fn policy(host: &Host, playbook: &Path) -> Result<ExitCode, Failure> {
+    let plan = host.load(playbook).await?;
+    let documents = plan.least_privilege();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&documents.to_json()).unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The targets of `--target` and `--targets FILE`, resolved by the plan
 /// (the playbook's `[targets]` when none are given).
 pub(super) fn collect_targets(

@@ -14,7 +14,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::egress::EgressAuthorizer;
+use super::actions::{aws_call, ActionList};
+use crate::egress::hook::AuthorizeFuture;
+use crate::egress::{ApiCall, AuthorizeError, Authorized, EgressAuthorizer};
 
 /// Largest request body the signer buffers (it must hash the whole body).
 pub const MAX_SIGNED_BODY: usize = 64 << 20;
@@ -207,6 +209,8 @@ pub struct AwsSigner {
     default_region: String,
     /// Fixed signing time (tests against published vectors).
     fixed_time: Option<SystemTime>,
+    /// The API actions the grant allows.
+    actions: ActionList,
 }
 
 impl AwsSigner {
@@ -218,7 +222,9 @@ impl AwsSigner {
         default_region: &str,
     ) -> Self {
         let services: Vec<String> = services.iter().map(|s| s.as_ref().to_string()).collect();
+        let every: Vec<String> = services.iter().map(|s| format!("{s}:*")).collect();
         AwsSigner {
+            actions: ActionList::new(every),
             credentials,
             default_service: services.first().cloned().unwrap_or_default(),
             services,
@@ -274,6 +280,58 @@ impl AwsSigner {
             && scope_from_host(&host).is_some_and(|(service, _)| self.services.contains(&service))
     }
 
+    /// Sign only requests for these API actions.
+    pub fn allowing(mut self, actions: ActionList) -> Self {
+        self.actions = actions;
+        self
+    }
+
+    /// The service and region a request is signed for: the plugin's hint
+    /// headers (a granted service only), else the AWS host name, else the
+    /// signer's defaults (endpoint overrides such as a local moto).
+    fn scope<B>(&self, request: &http::Request<B>) -> (String, String) {
+        let host = request.uri().host().unwrap_or_default();
+        let hint = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let from_host = scope_from_host(host);
+        let service = hint("x-irhost-aws-service")
+            .filter(|s| self.services.contains(s))
+            .or_else(|| from_host.as_ref().map(|(s, _)| s.clone()))
+            .unwrap_or_else(|| self.default_service.clone());
+        let region = hint("x-irhost-aws-region")
+            .or_else(|| from_host.as_ref().map(|(_, r)| r.clone()))
+            .unwrap_or_else(|| self.default_region.clone());
+        (service, region)
+    }
+
+    /// The API action of a buffered request, if the grant allows it.
+    pub fn check(&self, request: &http::Request<Bytes>) -> Result<ApiCall, String> {
+        let (service, _) = self.scope(request);
+        if !self.services.contains(&service) {
+            return Err(format!("{service} is not a granted service"));
+        }
+        let call = aws_call(
+            &service,
+            request.method(),
+            request.uri(),
+            request.headers(),
+            request.body(),
+        )?;
+        if self.actions.allows(&call.action) {
+            Ok(call)
+        } else {
+            Err(format!(
+                "{} is not in the plugin's grant ({})",
+                call.action, self.actions
+            ))
+        }
+    }
+
     pub fn at_time(mut self, time: SystemTime) -> Self {
         self.fixed_time = Some(time);
         self
@@ -285,24 +343,7 @@ impl AwsSigner {
         for name in SIGNER_HEADERS {
             request.headers_mut().remove(*name);
         }
-        let host = request.uri().host().unwrap_or_default().to_string();
-        let hint = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        // Scope: the plugin's hint headers, else the AWS host name, else the
-        // signer's defaults (endpoint overrides such as a local moto).
-        let from_host = scope_from_host(&host);
-        let service = hint("x-irhost-aws-service")
-            .filter(|s| self.services.contains(s))
-            .or_else(|| from_host.as_ref().map(|(s, _)| s.clone()))
-            .unwrap_or_else(|| self.default_service.clone());
-        let region = hint("x-irhost-aws-region")
-            .or_else(|| from_host.as_ref().map(|(_, r)| r.clone()))
-            .unwrap_or_else(|| self.default_region.clone());
+        let (service, region) = self.scope(request);
         request.headers_mut().remove("x-irhost-aws-service");
         request.headers_mut().remove("x-irhost-aws-region");
         if !request.headers().contains_key(http::header::HOST) {
@@ -358,30 +399,38 @@ impl AwsSigner {
 }
 
 impl EgressAuthorizer for AwsSigner {
-    fn authorize(
-        &self,
-        request: http::Request<WasiBody>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<http::Request<WasiBody>, String>> + Send + '_>,
-    > {
+    fn authorize(&self, request: http::Request<WasiBody>) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             if !self.in_scope(request.uri()) {
                 // Not a granted service's endpoint: it leaves unsigned.
-                return Ok(request);
+                return Ok(Authorized {
+                    request,
+                    call: None,
+                });
             }
             let (parts, body) = request.into_parts();
             let bytes = Limited::new(body, MAX_SIGNED_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the request body to sign it: {e}"))?
+                .map_err(|e| {
+                    AuthorizeError::Failed(format!("reading the request body to sign it: {e}"))
+                })?
                 .to_bytes();
             let mut buffered = http::Request::from_parts(parts, bytes);
-            self.sign(&mut buffered).await?;
+            // The action is identified (and checked) before anything is
+            // signed.
+            let call = self.check(&buffered).map_err(AuthorizeError::Denied)?;
+            self.sign(&mut buffered)
+                .await
+                .map_err(AuthorizeError::Failed)?;
             let (parts, bytes) = buffered.into_parts();
             let body: WasiBody = Full::new(bytes)
                 .map_err(|never| match never {})
                 .boxed_unsync();
-            Ok(http::Request::from_parts(parts, body))
+            Ok(Authorized {
+                request: http::Request::from_parts(parts, body),
+                call: Some(call),
+            })
         })
     }
 }

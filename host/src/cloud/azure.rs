@@ -17,7 +17,11 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
 
-use crate::egress::{EgressAuthorizer, EgressConnector, Reach};
+use super::actions::{arm_call, ActionList};
+use crate::egress::hook::AuthorizeFuture;
+use crate::egress::{
+    ApiCall, AuthorizeError, Authorized, EgressAuthorizer, EgressConnector, Reach,
+};
 
 /// Azure Resource Manager in the public cloud.
 pub const PUBLIC_ARM: &str = "https://management.azure.com";
@@ -219,6 +223,8 @@ pub struct ArmAuthorizer {
     tokens: Arc<ArmTokenSource>,
     /// scheme, host and port of the ARM endpoint.
     arm: (String, String, u16),
+    /// The ARM operations the grant allows.
+    actions: ActionList,
 }
 
 impl ArmAuthorizer {
@@ -229,7 +235,28 @@ impl ArmAuthorizer {
         Ok(ArmAuthorizer {
             tokens,
             arm: (url.scheme().to_string(), host, port),
+            actions: ActionList::everything(""),
         })
+    }
+
+    /// Authorize only these ARM operations.
+    pub fn allowing(mut self, actions: ActionList) -> Self {
+        self.actions = actions;
+        self
+    }
+
+    /// The ARM operation of a request to the ARM endpoint, if the grant
+    /// allows it.
+    pub fn check(&self, method: &http::Method, uri: &http::Uri) -> Result<ApiCall, AuthorizeError> {
+        let call = arm_call(method, uri).map_err(AuthorizeError::Denied)?;
+        if self.actions.allows(&call.action) {
+            Ok(call)
+        } else {
+            Err(AuthorizeError::Denied(format!(
+                "{} is not in the plugin's grant ({})",
+                call.action, self.actions
+            )))
+        }
     }
 
     /// Whether a request goes to the ARM endpoint.
@@ -256,16 +283,21 @@ impl ArmAuthorizer {
 }
 
 impl EgressAuthorizer for ArmAuthorizer {
-    fn authorize(
-        &self,
-        request: http::Request<WasiBody>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<http::Request<WasiBody>, String>> + Send + '_>,
-    > {
+    fn authorize(&self, request: http::Request<WasiBody>) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            self.authorize_parts(&mut parts).await?;
-            Ok(http::Request::from_parts(parts, body))
+            let call = if self.is_arm(&parts.uri) {
+                Some(self.check(&parts.method, &parts.uri)?)
+            } else {
+                None
+            };
+            self.authorize_parts(&mut parts)
+                .await
+                .map_err(AuthorizeError::Failed)?;
+            Ok(Authorized {
+                request: http::Request::from_parts(parts, body),
+                call,
+            })
         })
     }
 }

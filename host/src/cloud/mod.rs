@@ -5,10 +5,13 @@
 //! environment's), endpoint overrides from the environment, default allowed
 //! hosts. Every binding is recorded as a note that lands in the journal.
 
+pub mod actions;
 pub mod aws;
 pub mod azure;
 pub mod grant;
+pub mod policy;
 
+pub use actions::ActionList;
 pub use grant::CloudGrant;
 
 use std::sync::Arc;
@@ -57,9 +60,14 @@ impl CloudEnv {
     ) -> CloudBinding {
         let mut binding = match grant {
             None => CloudBinding::default(),
-            Some(CloudGrant::Aws { services }) => self.aws_binding(services, default_hosts, config),
-            Some(CloudGrant::Azure) => self.azure_binding(config),
+            Some(CloudGrant::Aws { services, actions }) => {
+                self.aws_binding(services, actions, default_hosts, config)
+            }
+            Some(CloudGrant::Azure { actions }) => self.azure_binding(actions, config),
         };
+        if let Some(grant) = grant {
+            binding.notes.push(actions_note(grant));
+        }
         binding.trusted_endpoints = self.environment_endpoints();
         binding
     }
@@ -88,6 +96,7 @@ impl CloudEnv {
     fn aws_binding(
         &self,
         services: &[String],
+        actions: &ActionList,
         default_hosts: bool,
         config: &serde_json::Value,
     ) -> CloudBinding {
@@ -159,8 +168,9 @@ impl CloudEnv {
             .and_then(|r| r.as_str())
             .unwrap_or("us-east-1")
             .to_string();
-        let signer =
-            aws::AwsSigner::new(self.aws_credentials.clone(), services, &region).trusting(&trusted);
+        let signer = aws::AwsSigner::new(self.aws_credentials.clone(), services, &region)
+            .trusting(&trusted)
+            .allowing(actions.clone());
         binding.notes.push(format!(
             "requests are signed by the host with SigV4 only over HTTPS to the AWS endpoints of the granted services ({}){}, default region {region}; every other allowed host gets them unsigned; the plugin holds no credentials",
             services.join(", "),
@@ -174,7 +184,7 @@ impl CloudEnv {
         binding
     }
 
-    fn azure_binding(&self, config: &serde_json::Value) -> CloudBinding {
+    fn azure_binding(&self, actions: &ActionList, config: &serde_json::Value) -> CloudBinding {
         let mut binding = CloudBinding::default();
         let configured = config
             .get("endpoint_url")
@@ -224,7 +234,7 @@ impl CloudEnv {
         }
         match azure::ArmAuthorizer::new(self.azure_tokens.clone(), &trusted) {
             Ok(authorizer) => {
-                binding.authorizer = Some(Arc::new(authorizer));
+                binding.authorizer = Some(Arc::new(authorizer.allowing(actions.clone())));
                 binding.notes.push(format!(
                     "requests to the ARM endpoint {trusted} carry a bearer token the host obtains ({}); the plugin holds no credential and no other host receives the token",
                     self.azure.token_source()
@@ -236,6 +246,36 @@ impl CloudEnv {
         }
         binding
     }
+}
+
+/// The journal's words for a grant's action list.
+fn actions_note(grant: &CloudGrant) -> String {
+    let actions = grant.actions();
+    let unbounded: Vec<&str> = match grant {
+        CloudGrant::Aws { services, .. } => services
+            .iter()
+            .filter(|s| actions.is_unbounded(&format!("{s}:")))
+            .map(String::as_str)
+            .collect(),
+        CloudGrant::Azure { .. } => {
+            if actions.is_unbounded("") {
+                vec!["ARM"]
+            } else {
+                vec![]
+            }
+        }
+    };
+    let mut note = format!(
+        "API actions allowed ({} cloud): {actions}; any other is denied before signing",
+        grant.cloud()
+    );
+    if !unbounded.is_empty() {
+        note.push_str(&format!(
+            "; every action of {} is granted: list the actions the plugin calls for least privilege",
+            unbounded.join(", ")
+        ));
+    }
+    note
 }
 
 /// What the host adds to one plugin for its cloud. Nothing here is handed

@@ -277,6 +277,33 @@ fn target_line<'a>(
             Some(step),
             format!("{step}: egress DENIED to {plugin}: {method} {url} ({reason})"),
         ),
+        RunEvent::CloudCall {
+            target,
+            step,
+            plugin,
+            action,
+            resource,
+            status,
+            duration_ms,
+            request_id,
+            error,
+            ..
+        } => {
+            let mut text = format!("{step}: {plugin} called {action}");
+            if let Some(resource) = resource {
+                text.push_str(&format!(" on {resource}"));
+            }
+            match (status, error) {
+                (Some(status), _) => text.push_str(&format!(": {status}")),
+                (None, Some(error)) => text.push_str(&format!(": failed ({error})")),
+                (None, None) => {}
+            }
+            text.push_str(&format!(", {duration_ms} ms"));
+            if let Some(id) = request_id {
+                text.push_str(&format!(", request id {id}"));
+            }
+            (target, Some(step), text)
+        }
         RunEvent::ArtifactRecorded {
             target,
             step,

@@ -164,6 +164,15 @@ pub(super) fn dependency_blocks(outcome: &StepOutcome) -> Option<String> {
 }
 
 /// Why a step whose dependencies are done must not run, if it must not.
+/// A mutating step does not run once a journal write has failed: a change
+/// to the target the case cannot record is not made.
+fn journal_blocks(mutating: bool, journal_failure: Option<String>) -> Option<String> {
+    let failure = journal_failure.filter(|_| mutating)?;
+    Some(format!(
+        "the case journal could not be written ({failure}): no mutating step runs while its changes cannot be recorded"
+    ))
+}
+
 fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) -> Option<String> {
     if ctx.cancel.is_cancelled() {
         return Some("the run was cancelled".into());
@@ -175,6 +184,9 @@ fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) ->
                 return Some(reason);
             }
         }
+    }
+    if let Some(reason) = journal_blocks(step.mutating, ctx.recorder.failure()) {
+        return Some(reason);
     }
     if step.mutating && !step.spec.allow_unpreserved {
         let preserved = step
@@ -195,4 +207,18 @@ fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) ->
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::journal_blocks;
+
+    #[test]
+    fn a_failed_journal_write_blocks_mutating_steps_only() {
+        let failure = Some("journal.jsonl: No space left on device".to_string());
+        let reason = journal_blocks(true, failure.clone()).unwrap();
+        assert!(reason.contains("No space left on device"), "{reason}");
+        assert_eq!(journal_blocks(false, failure), None);
+        assert_eq!(journal_blocks(true, None), None);
+    }
 }

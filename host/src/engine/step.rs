@@ -182,9 +182,13 @@ async fn call_with_retries(
     }
 }
 
+/// The longest a retry waits, whatever a server or plugin asks.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// Exponential backoff with full jitter; a throttled plugin's retry-after
-/// is a floor.
+/// is a floor, capped at [`MAX_RETRY_AFTER`].
 pub fn retry_delay(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let retry_after = retry_after.map(|after| after.min(MAX_RETRY_AFTER));
     let exp = BACKOFF_BASE
         .saturating_mul(1u32 << (attempt - 1).min(16))
         .min(BACKOFF_CAP);
@@ -287,6 +291,14 @@ mod tests {
             d >= after && d <= after + after / 10 + Duration::from_millis(1),
             "{d:?}"
         );
+        // A hostile retry-after (a day, u64::MAX seconds) waits at most the cap.
+        for huge in [Duration::from_secs(86_400), Duration::MAX] {
+            let d = retry_delay(1, Some(huge));
+            assert!(
+                d <= MAX_RETRY_AFTER + MAX_RETRY_AFTER / 10 + Duration::from_millis(1),
+                "{d:?}"
+            );
+        }
     }
 
     #[test]

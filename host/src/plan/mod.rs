@@ -4,6 +4,7 @@
 //! that mutates a target must have a snapshot step of the same target among
 //! its dependencies, unless it says `allow_unpreserved = true`.
 
+use crate::cloud::policy::{least_privilege, GrantedPlugin, LeastPrivilege};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -57,6 +58,23 @@ pub struct PlaybookPlan {
 }
 
 impl PlaybookPlan {
+    /// The IAM policy and Azure role this playbook's grants need.
+    pub fn least_privilege(&self) -> LeastPrivilege {
+        let granted: Vec<GrantedPlugin> = self
+            .playbook
+            .plugins
+            .values()
+            .filter_map(|p| {
+                Some(GrantedPlugin {
+                    name: &p.name,
+                    grant: p.grant.as_ref()?,
+                    config: &p.config,
+                })
+            })
+            .collect();
+        least_privilege(&self.playbook.name, &granted)
+    }
+
     /// Read a playbook, load its plugins (bound to their clouds by `cloud`)
     /// and check it: everything `validate`, `plan` and `run` do before any
     /// plugin action runs.

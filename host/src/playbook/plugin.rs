@@ -124,7 +124,7 @@ fn grant(
     raw: &toml::Spanned<RawGrant>,
     problems: &mut Vec<Diagnostic>,
 ) -> Option<CloudGrant> {
-    const HINT: &str = "grant one cloud: cloud = { aws = [\"ec2\"] } (the AWS services the plugin may call) or cloud = { azure = \"arm\" }";
+    const HINT: &str = "grant one cloud and the API actions the plugin may call: cloud = { aws = [\"ec2:DescribeInstances\", \"ec2:CreateSnapshots\"] } or cloud = { azure = [\"Microsoft.Compute/virtualMachines/read\"] } (a bare service, \"ec2\", or azure = \"arm\" grants every action)";
     let g = raw.get_ref();
     let checked = match (&g.aws, &g.azure) {
         (Some(services), None) => {
@@ -134,17 +134,37 @@ fn grant(
                 .map(|s| s.get_ref().as_str())
                 .collect();
             CloudGrant::aws(&names).map_err(|e| {
-                // Point at the offending service when there is one.
+                // Point at the offending entry when there is one.
                 let at = services
                     .get_ref()
                     .iter()
-                    .find(|s| e.contains(&format!("`{}`", s.get_ref())))
+                    .find(|s| {
+                        let s = s.get_ref();
+                        e.contains(&format!("`{s}`"))
+                            || s.split_once(':')
+                                .is_some_and(|(svc, _)| e.contains(&format!("`{svc}`")))
+                    })
                     .map_or(services.span(), |s| s.span());
                 (at, format!("{field}.aws"), e)
             })
         }
-        (None, Some(scope)) => CloudGrant::azure(scope.get_ref())
-            .map_err(|e| (scope.span(), format!("{field}.azure"), e)),
+        (None, Some(azure)) => {
+            let checked = match azure.get_ref() {
+                toml::Value::String(scope) => CloudGrant::azure(scope),
+                toml::Value::Array(items) => {
+                    let names: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
+                    match names {
+                        Some(names) => CloudGrant::azure_actions(&names),
+                        None => Err("every ARM operation is a string".into()),
+                    }
+                }
+                other => Err(format!(
+                    "azure is \"arm\" or a list of ARM operations, not a {}",
+                    other.type_str()
+                )),
+            };
+            checked.map_err(|e| (azure.span(), format!("{field}.azure"), e))
+        }
         (Some(_), Some(_)) => Err((
             raw.span(),
             field.to_string(),

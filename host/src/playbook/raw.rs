@@ -63,14 +63,16 @@ pub(super) struct RawPlugin {
     pub(super) config: toml::Table,
 }
 
-/// `cloud = { aws = ["ec2", …] }` or `cloud = { azure = "arm" }`.
+/// `cloud = { aws = ["ec2:DescribeInstances", …] }` or `cloud = { azure =
+/// "arm" }` / `cloud = { azure = ["Microsoft.Compute/virtualMachines/read",
+/// …] }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGrant {
     #[serde(default)]
     pub(super) aws: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
-    pub(super) azure: Option<Spanned<String>>,
+    pub(super) azure: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,7 +97,7 @@ pub(super) struct RawStep {
     #[serde(default)]
     pub(super) timeout: Option<Spanned<String>>,
     #[serde(default)]
-    pub(super) retries: u32,
+    pub(super) retries: Option<Spanned<u32>>,
     #[serde(default)]
     pub(super) on_error: super::OnError,
     #[serde(default)]

@@ -53,7 +53,7 @@ pub(super) fn step_specs(
             after: step.after.iter().map(|d| d.get_ref().clone()).collect(),
             with: table_to_json(&step.with),
             timeout: timeout(source, step, &id, problems),
-            retries: step.retries,
+            retries: retries(source, step, &id, problems),
             on_error: step.on_error,
             allow_unpreserved: step
                 .allow_unpreserved
@@ -148,6 +148,29 @@ fn timeout(
         }
     }
 }
+
+/// A step's retries: at most [`MAX_RETRIES`].
+fn retries(source: &SourceMap, step: &RawStep, id: &str, problems: &mut Vec<Diagnostic>) -> u32 {
+    let Some(r) = step.retries.as_ref() else {
+        return 0;
+    };
+    if *r.get_ref() > MAX_RETRIES {
+        problems.push(source.diagnostic(
+            r.span(),
+            &format!("steps.{id}.retries"),
+            format!(
+                "{} retries is more than the limit of {MAX_RETRIES}",
+                r.get_ref()
+            ),
+            Some("a step that fails ten times will not succeed on the eleventh: fix the cause"),
+        ));
+        return MAX_RETRIES;
+    }
+    *r.get_ref()
+}
+
+/// The most retries a step may ask for.
+pub const MAX_RETRIES: u32 = 10;
 
 fn phase(
     source: &SourceMap,

@@ -116,3 +116,17 @@ fn duplicate_ids_and_bad_values_are_all_reported() {
     assert!(all.iter().any(|d| d.message.contains("duplicate step id")));
     assert!(all.iter().any(|d| d.field == "plugins.test.limits.timeout"));
 }
+
+#[test]
+fn retries_are_capped_with_a_located_diagnostic() {
+    let text = GOOD.replace("retries = 2", "retries = 11");
+    let d = first(&text);
+    assert_eq!(d.field, "steps.iso.retries", "{d:?}");
+    assert!(d.message.contains("limit of 10"), "{d:?}");
+    assert_eq!(
+        d.line,
+        text.lines().position(|l| l.starts_with("retries")).unwrap() + 1
+    );
+    let ok = parse(&GOOD.replace("retries = 2", "retries = 10")).unwrap();
+    assert_eq!(ok.steps[1].retries, 10);
+}

@@ -6,6 +6,7 @@
 pub mod action;
 pub mod bindings;
 pub mod cache;
+pub mod failure;
 pub mod limits;
 pub mod sandbox;
 
@@ -21,14 +22,17 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
-use crate::egress::{EgressAuthorizer, EgressPolicy, PluginEgress};
+use crate::egress::hook::MAX_DENIAL_RECORDS;
+use crate::egress::{EgressAuthorizer, EgressEvent, EgressPolicy, PluginEgress};
 use crate::events::RunEvent;
 pub use action::Action;
 use bindings::{
-    Artifact, InterfaceInventory, IsolationRecord, PluginError, PluginInfo, SealRecord, StepInput,
-    StepOutput, Target,
+    Artifact, InterfaceInventory, IsolationRecord, PluginInfo, SealRecord, StepInput, StepOutput,
+    Target,
 };
 pub use cache::{CacheOutcome, ComponentCache};
+use failure::{classify_trap, OutputCounter};
+pub use failure::{plugin_error_text, CallFailure};
 pub use limits::PluginLimits;
 use sandbox::{CallContext, LimitExceeded, SandboxState};
 
@@ -134,54 +138,6 @@ pub enum PluginOutput {
     Seal(SealRecord),
     Step(StepOutput),
     Info(PluginInfo),
-}
-
-/// Why a call did not produce an output.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallFailure {
-    /// The plugin returned an error.
-    #[error("{}", plugin_error_text(.0))]
-    Plugin(PluginError),
-    /// The plugin ran into a resource limit.
-    #[error("{0}")]
-    Limit(String),
-    /// The call outlived its wall-clock limit.
-    #[error("timed out after {0:?} (wall clock, including waiting on host I/O)")]
-    Timeout(Duration),
-    /// The plugin trapped (panic, abort, stack overflow, ...).
-    #[error("plugin trapped: {0}")]
-    Trap(String),
-    /// The output was larger than the plugin's `max_output_kb`.
-    #[error("output of {size} bytes exceeds the limit of {limit} bytes")]
-    OutputTooLarge { size: usize, limit: u64 },
-    /// The action is not one this world can perform.
-    #[error("{0}")]
-    Unsupported(String),
-    /// The run was cancelled while the call was in flight.
-    #[error("the run was cancelled")]
-    Cancelled,
-}
-
-impl CallFailure {
-    /// Whether retrying may help: throttling, provider failures and timeouts.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            CallFailure::Plugin(PluginError::Throttled(_))
-                | CallFailure::Plugin(PluginError::Provider(_))
-                | CallFailure::Timeout(_)
-        )
-    }
-
-    /// The delay the plugin asked for, if it was throttled.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            CallFailure::Plugin(PluginError::Throttled(t)) => {
-                Some(Duration::from_millis(t.retry_after_ms))
-            }
-            _ => None,
-        }
-    }
 }
 
 struct EpochTicker {
@@ -400,22 +356,44 @@ impl LoadedPlugin {
         invocation: Invocation,
     ) -> Result<PluginOutput, CallFailure> {
         let events = invocation.call.events.clone();
+        let summary = (
+            invocation.call.events.clone(),
+            invocation.call.target.clone(),
+            invocation.call.step.clone(),
+        );
         let (target_label, step) = (invocation.call.target.clone(), invocation.call.step.clone());
         let plugin_name = self.name.clone();
         let egress = PluginEgress::new(
             self.egress.clone(),
             self.authorizer.clone(),
-            Box::new(move |denial| {
-                events(RunEvent::EgressDenied {
-                    target: target_label.clone(),
-                    step: step.clone(),
-                    plugin: plugin_name.clone(),
-                    method: denial.method,
-                    url: denial.url,
-                    reason: denial.reason,
+            Box::new(move |event| {
+                let (target, step, plugin) =
+                    (target_label.clone(), step.clone(), plugin_name.clone());
+                events(match event {
+                    EgressEvent::Denied(denial) => RunEvent::EgressDenied {
+                        target,
+                        step,
+                        plugin,
+                        method: denial.method,
+                        url: denial.url,
+                        reason: denial.reason,
+                    },
+                    EgressEvent::Call(call) => RunEvent::CloudCall {
+                        target,
+                        step,
+                        plugin,
+                        service: call.call.service,
+                        action: call.call.action,
+                        resource: call.call.resource,
+                        status: call.status,
+                        duration_ms: call.duration_ms,
+                        request_id: call.request_id,
+                        error: call.error,
+                    },
                 })
             }),
         );
+        let budget = egress.budget();
         let cpu_ticks = (self.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let cpu_limit_ms = self.limits.cpu.as_millis() as u64;
         let state = SandboxState::new(
@@ -442,6 +420,20 @@ impl LoadedPlugin {
         let started = Instant::now();
         let outcome = tokio::time::timeout(wall, self.call_in(&mut store, invocation)).await;
         store.data_mut().flush_captured_output();
+        let suppressed = budget.suppressed_denials();
+        if suppressed > 0 {
+            let (events, target, step) = summary;
+            events(RunEvent::EgressDenied {
+                target,
+                step,
+                plugin: self.name.clone(),
+                method: String::new(),
+                url: String::new(),
+                reason: format!(
+                    "{suppressed} further denials of this call were counted, not journaled (the first {MAX_DENIAL_RECORDS} were)"
+                ),
+            });
+        }
         let result = match outcome {
             Err(_) => Err(CallFailure::Timeout(wall)),
             Ok(Err(trap)) => Err(classify_trap(trap)),
@@ -449,12 +441,15 @@ impl LoadedPlugin {
         };
         tracing::debug!(plugin = %self.name, elapsed = ?started.elapsed(), ok = result.is_ok(), "plugin call");
         let output = result?;
-        let size = serde_json::to_vec(&output)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size as u64 > self.limits.max_output_bytes {
+        // Counted while serialising, never built: an output over the limit
+        // stops the count at the limit.
+        let mut counter = OutputCounter {
+            size: 0,
+            limit: self.limits.max_output_bytes,
+        };
+        if serde_json::to_writer(&mut counter, &output).is_err() {
             return Err(CallFailure::OutputTooLarge {
-                size,
+                size: counter.size as usize,
                 limit: self.limits.max_output_bytes,
             });
         }
@@ -514,40 +509,4 @@ impl LoadedPlugin {
             }
         })
     }
-}
-
-/// A plugin error as a person reads it.
-pub fn plugin_error_text(error: &PluginError) -> String {
-    match error {
-        PluginError::NotFound(m) => format!("not found: {m}"),
-        PluginError::Denied(m) => format!("denied: {m}"),
-        PluginError::Throttled(t) => format!(
-            "throttled (retry after {} ms): {}",
-            t.retry_after_ms, t.message
-        ),
-        PluginError::InvalidInput(m) => format!("invalid input: {m}"),
-        PluginError::Conflict(m) => format!("conflict: {m}"),
-        PluginError::Unsupported(m) => format!("unsupported: {m}"),
-        PluginError::Provider(p) => format!("provider error {}: {}", p.code, p.message),
-    }
-}
-
-fn classify_trap(error: wasmtime::Error) -> CallFailure {
-    if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
-        return CallFailure::Limit(limit.to_string());
-    }
-    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        let what = match trap {
-            wasmtime::Trap::StackOverflow => "call stack exhausted (deep recursion)".to_string(),
-            wasmtime::Trap::UnreachableCodeReached => {
-                "unreachable instruction executed (a panic or abort in the plugin)".to_string()
-            }
-            wasmtime::Trap::MemoryOutOfBounds => {
-                "out-of-bounds memory access (in Rust plugins, usually the shadow stack overflowing from deep recursion)".to_string()
-            }
-            other => other.to_string(),
-        };
-        return CallFailure::Trap(what);
-    }
-    CallFailure::Trap(error.to_string())
 }

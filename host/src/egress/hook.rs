@@ -1,0 +1,260 @@
+//! The wasi-http hook of one sandboxed call: the allow list's decision,
+//! the connector's address check, the authorizer (signer), then the
+//! request leaves; every denial is reported as data.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::connector::{self, ConnectFailure, EgressConnector};
+use super::policy::{EgressDecision, EgressPolicy};
+
+/// A request the policy refused, as data for the journal.
+#[derive(Debug, Clone)]
+pub struct EgressDenial {
+    pub method: String,
+    pub url: String,
+    pub reason: String,
+}
+
+/// The cloud API action a signed request calls, as the authorizer
+/// identified it before signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    /// `ec2`, `s3`, `arm`, …
+    pub service: String,
+    /// The grant's name of the action: `ec2:CreateSnapshots`,
+    /// `Microsoft.Network/networkSecurityGroups/write`.
+    pub action: String,
+    /// The resource the request names, when it names one.
+    pub resource: Option<String>,
+}
+
+/// One authorized cloud call and how it ended, for the journal.
+#[derive(Debug, Clone)]
+pub struct CloudCall {
+    pub call: ApiCall,
+    /// The HTTP status; `None` when no response arrived.
+    pub status: Option<u16>,
+    pub duration_ms: u64,
+    /// The provider's request id (`x-amzn-RequestId`, `x-amz-request-id`,
+    /// `x-ms-request-id`).
+    pub request_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What the egress reports while a call runs.
+#[derive(Debug, Clone)]
+pub enum EgressEvent {
+    Denied(EgressDenial),
+    Call(CloudCall),
+}
+
+/// What an authorizer made of a request.
+pub struct Authorized {
+    pub request: http::Request<WasiBody>,
+    /// The API action, when the request goes to the cloud with the
+    /// responder's credentials.
+    pub call: Option<ApiCall>,
+}
+
+/// Why an authorizer did not pass a request on.
+#[derive(Debug, Clone)]
+pub enum AuthorizeError {
+    /// The grant does not allow it (an action outside its list): a denial.
+    Denied(String),
+    /// Authorization failed (no credentials, an unreadable body).
+    Failed(String),
+}
+
+pub type AuthorizeFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Authorized, AuthorizeError>> + Send + 'a>,
+>;
+
+/// Something that may rewrite an allowed request before it leaves (a
+/// credential signer); it runs only for requests the policy allowed.
+pub trait EgressAuthorizer: Send + Sync {
+    fn authorize(&self, request: http::Request<WasiBody>) -> AuthorizeFuture<'_>;
+}
+
+/// How much of a denied request's body is read (and dropped) before the
+/// denial is returned.
+const DENIED_BODY_DRAIN_BYTES: usize = 16 << 20;
+
+/// Outgoing requests one call may make; beyond, each is denied.
+pub const MAX_REQUESTS_PER_CALL: u64 = 10_000;
+
+/// Denials of one call that are journaled one by one; beyond, they are
+/// counted and the runtime journals one summary.
+pub const MAX_DENIAL_RECORDS: u64 = 1_000;
+
+/// What one call has spent of its egress budgets.
+#[derive(Debug, Default)]
+pub struct EgressBudget {
+    requests: AtomicU64,
+    denials: AtomicU64,
+}
+
+impl EgressBudget {
+    /// Denials that were counted but not journaled.
+    pub fn suppressed_denials(&self) -> u64 {
+        self.denials
+            .load(Ordering::Relaxed)
+            .saturating_sub(MAX_DENIAL_RECORDS)
+    }
+}
+
+type Report = Arc<dyn Fn(EgressEvent) + Send + Sync>;
+
+/// The wasi-http hook of one sandboxed call.
+pub struct PluginEgress {
+    policy: Arc<EgressPolicy>,
+    authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    report: Report,
+    budget: Arc<EgressBudget>,
+}
+
+impl PluginEgress {
+    pub fn new(
+        policy: Arc<EgressPolicy>,
+        authorizer: Option<Arc<dyn EgressAuthorizer>>,
+        report: Box<dyn Fn(EgressEvent) + Send + Sync>,
+    ) -> Self {
+        PluginEgress {
+            policy,
+            authorizer,
+            report: Arc::from(report),
+            budget: Arc::default(),
+        }
+    }
+
+    /// The call's budget counters (read after the call).
+    pub fn budget(&self) -> Arc<EgressBudget> {
+        self.budget.clone()
+    }
+}
+
+type SendFuture =
+    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<connector::Sent>> + Send>;
+
+/// Journal a denial (within the call's budget of records).
+fn report_denial(report: &Report, budget: &EgressBudget, denial: EgressDenial) {
+    tracing::debug!(url = %denial.url, reason = %denial.reason, "egress denied");
+    if budget.denials.fetch_add(1, Ordering::Relaxed) < MAX_DENIAL_RECORDS {
+        report(EgressEvent::Denied(denial));
+    }
+}
+
+/// Report a denial, take (and discard) the body the plugin is writing, so
+/// that what it sees is the denial itself rather than a broken body
+/// stream, and answer `HttpRequestDenied`.
+async fn deny(
+    report: &Report,
+    budget: &EgressBudget,
+    request: http::Request<WasiBody>,
+    reason: String,
+) -> wasmtime_wasi_http::Result<connector::Sent> {
+    use http_body_util::BodyExt;
+    let denial = EgressDenial {
+        method: request.method().to_string(),
+        url: request.uri().to_string(),
+        reason,
+    };
+    report_denial(report, budget, denial);
+    let _ = http_body_util::Limited::new(request.into_body(), DENIED_BODY_DRAIN_BYTES)
+        .collect()
+        .await;
+    Err(wasmtime_wasi_http::Error::HttpRequestDenied)
+}
+
+/// The provider's request id of a response.
+fn request_id(headers: &http::HeaderMap) -> Option<String> {
+    ["x-amzn-requestid", "x-amz-request-id", "x-ms-request-id"]
+        .iter()
+        .find_map(|name| headers.get(*name)?.to_str().ok())
+        .map(str::to_string)
+}
+
+impl WasiHttpHooks for PluginEgress {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        drop(fut);
+        let report = self.report.clone();
+        let budget = self.budget.clone();
+        let decision = if budget.requests.fetch_add(1, Ordering::Relaxed) >= MAX_REQUESTS_PER_CALL {
+            EgressDecision::Deny(format!(
+                "the call made more than {MAX_REQUESTS_PER_CALL} requests"
+            ))
+        } else {
+            self.policy.decide(request.uri())
+        };
+        if let EgressDecision::Deny(reason) = decision {
+            return Box::new(async move { deny(&report, &budget, request, reason).await });
+        }
+        let reach = self.policy.reach(request.uri());
+        let authorizer = self.authorizer.clone();
+        Box::new(async move {
+            let connector = EgressConnector::shared();
+            // Resolve and check before signing: a refused request is never
+            // signed.
+            let addrs = match connector.resolve(request.uri(), reach, options).await {
+                Ok(addrs) => addrs,
+                Err(ConnectFailure::Refused(reason)) => {
+                    return deny(&report, &budget, request, reason).await
+                }
+                Err(ConnectFailure::Failed(e)) => return Err(e),
+            };
+            let (method, url) = (request.method().to_string(), request.uri().to_string());
+            let (request, call) = match authorizer {
+                None => (request, None),
+                Some(authorizer) => match authorizer.authorize(request).await {
+                    Ok(Authorized { request, call }) => (request, call),
+                    Err(AuthorizeError::Denied(reason)) => {
+                        report_denial(
+                            &report,
+                            &budget,
+                            EgressDenial {
+                                method,
+                                url,
+                                reason,
+                            },
+                        );
+                        return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                    }
+                    Err(AuthorizeError::Failed(e)) => {
+                        tracing::warn!(error = %e, "could not authorize an allowed request");
+                        return Err(wasmtime_wasi_http::Error::InternalError(Some(e)));
+                    }
+                },
+            };
+            let started = Instant::now();
+            let sent = connector.send(&addrs, request, options).await;
+            if let Some(call) = call {
+                let duration_ms = started.elapsed().as_millis() as u64;
+                report(EgressEvent::Call(match &sent {
+                    Ok((response, _)) => CloudCall {
+                        call,
+                        status: Some(response.status().as_u16()),
+                        duration_ms,
+                        request_id: request_id(response.headers()),
+                        error: None,
+                    },
+                    Err(e) => CloudCall {
+                        call,
+                        status: None,
+                        duration_ms,
+                        request_id: None,
+                        error: Some(e.to_string()),
+                    },
+                }));
+            }
+            sent
+        })
+    }
+}
