@@ -593,3 +593,98 @@ fn an_azure_grant_authorizes_only_its_arm_operations() {
         )]
     );
 }
+
+/// A playbook of one hostile step flooding `url` with `count` requests.
+fn flood_playbook(url: &str, count: u64, allow: &str) -> String {
+    format!(
+        r#"
+[playbook]
+name = "flood"
+
+[plugins.hostile]
+path = "{{hostile}}"
+allow_hosts = [{allow}]
+limits = {{ timeout = "110s", cpu_ms = 60000 }}
+config = {{ mode = "flood", url = "{url}", count = {count} }}
+
+[[steps]]
+id = "fetch"
+plugin = "hostile"
+action = "misbehave"
+"#
+    )
+}
+
+fn step_output(records: &[irhost::journal::JournalRecord]) -> serde_json::Value {
+    records
+        .iter()
+        .find_map(|r| match &r.event {
+            RunEvent::StepFinished { output, .. } => output.clone(),
+            _ => None,
+        })
+        .expect("the step has an output")["values"]
+        .clone()
+}
+
+#[test]
+fn denials_of_one_call_are_journaled_up_to_a_budget_then_summarised() {
+    // 1,200 denied requests: 1,000 records, then one summary of the other 200.
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "flood.toml",
+        &flood_playbook("http://192.0.2.1/x", 1200, ""),
+    );
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    let denials: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::EgressDenied { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(denials.len(), 1001, "{:?}", denials.last());
+    assert!(
+        denials[1000].contains("200 further denials of this call were counted, not journaled"),
+        "{}",
+        denials[1000]
+    );
+    assert_eq!(step_output(&records)["denied"], 1200);
+}
+
+#[test]
+fn one_call_makes_at_most_ten_thousand_requests() {
+    // An allowed loopback port nobody listens on: each request fails fast;
+    // past 10,000 each is denied, and says why.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "flood.toml",
+        &flood_playbook(
+            &format!("http://127.0.0.1:{port}/x"),
+            10_010,
+            &format!("\"127.0.0.1:{port}\""),
+        ),
+    );
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    let output = step_output(&records);
+    assert_eq!(output["denied"], 10, "{output}");
+    assert_eq!(output["failed"], 10_000, "{output}");
+    let budget_denials = records
+        .iter()
+        .filter(|r| {
+            matches!(&r.event,
+            RunEvent::EgressDenied { reason, .. } if reason.contains("more than 10000 requests"))
+        })
+        .count();
+    assert_eq!(budget_denials, 10);
+}

@@ -96,6 +96,26 @@ impl Step for Hostile {
                 let response = fetch(Method::GET, url, &[], None)?;
                 Ok(StepOutput::values(json!({ "status": response.status })))
             }
+            "flood" => {
+                // `count` requests to `url`, whatever each answer: the
+                // host's per-call request and denial-record budgets.
+                let url = params
+                    .get("url")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or("http://example.com/");
+                let count = params.get("count").and_then(|c| c.as_u64()).unwrap_or(1);
+                let (mut denied, mut failed, mut answered) = (0u64, 0u64, 0u64);
+                for _ in 0..count {
+                    match fetch(Method::GET, url, &[], None) {
+                        Ok(_) => answered += 1,
+                        Err(PluginError::Denied(_)) => denied += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                Ok(StepOutput::values(
+                    json!({ "denied": denied, "failed": failed, "answered": answered }),
+                ))
+            }
             "oversized" => {
                 let megabytes = params
                     .get("megabytes")
