@@ -485,3 +485,53 @@ fn the_component_cache_is_keyed_by_content_and_reused() {
     };
     assert_eq!(load(other), CacheOutcome::Compiled);
 }
+
+#[test]
+fn a_tampered_cache_entry_is_recompiled_by_the_binary_not_loaded() {
+    // The binary with its cache and its key (IRHOST_CACHE_KEY) apart.
+    let cache = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("cache.key");
+    let inspect = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_irhost"))
+            .args(["plugin", "inspect", "--json"])
+            .arg(plugin("test-provider"))
+            .env("IRHOST_CACHE_DIR", cache.path())
+            .env("IRHOST_CACHE_KEY", &key)
+            .env("RUST_LOG", "irhost=warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(value["world"], "provider");
+        stderr(&out)
+    };
+    inspect();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key file is the owner's only");
+    let entries: Vec<_> = std::fs::read_dir(cache.path().join("components"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "one file per component, the key not in it"
+    );
+    let entry = &entries[0];
+    let good = std::fs::read(entry).unwrap();
+    assert!(good.starts_with(b"IRHOSTC1"));
+    let mut bad = good.clone();
+    let at = good.len() / 2;
+    bad[at] ^= 0xff;
+    std::fs::write(entry, &bad).unwrap();
+    let said = inspect();
+    assert!(said.contains("failed authentication"), "{said}");
+    let rewritten = std::fs::read(entry).unwrap();
+    assert_ne!(rewritten, bad, "the entry is rewritten");
+    assert!(
+        !inspect().contains("failed authentication"),
+        "and then used"
+    );
+}
