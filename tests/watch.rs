@@ -13,6 +13,7 @@ use common::moto::Moto;
 use common::*;
 use irhost::events::{RunEvent, WatchDecisionKind};
 use irhost::journal::JournalRecord;
+use irhost::watch::MAX_EVENT_BYTES;
 use serde_json::Value;
 
 fn decisions(records: &[JournalRecord]) -> Vec<&RunEvent> {
@@ -312,56 +313,299 @@ fn stdin_events_fan_out_to_targets_and_dedup_within_the_window() {
     ));
 }
 
-#[test]
-fn http_events_are_answered_with_decisions() {
-    let ws = Workspace::new();
+/// `irhost watch --listen ADDR` on the test playbook; its child (the caller
+/// kills and waits for it) and the address it listens on.
+#[allow(clippy::zombie_processes)]
+fn listen(ws: &Workspace, addr: &str, token: Option<&str>) -> (std::process::Child, String) {
     ws.playbook("pb.toml", PLAYBOOK);
     let rules = ws.path().join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_irhost"));
+    command
         .args([
             "watch",
             "--rules",
             rules.to_str().unwrap(),
             "--listen",
-            "127.0.0.1:0",
+            addr,
         ])
         .current_dir(ws.path())
         .env("IRHOST_CASES_DIR", ws.cases())
         .env("IRHOST_CACHE_DIR", shared_cache())
         .env_remove("IRHOST_API_TOKEN")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    if let Some(token) = token {
+        command.env("IRHOST_API_TOKEN", token);
+    }
+    let mut child = command.spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut addr = String::new();
+    let mut line = String::new();
     loop {
-        addr.clear();
-        stdout.read_line(&mut addr).unwrap();
-        assert!(!addr.is_empty(), "watch exited before listening");
-        if let Some(a) = addr.trim().strip_prefix("listening on http://") {
-            addr = a.to_string();
-            break;
+        line.clear();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watch exited before listening");
+        }
+        if let Some(a) = line.trim().strip_prefix("listening on http://") {
+            let addr = a.to_string();
+            // Keep draining stdout so the watch never blocks on it.
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+            return (child, addr);
         }
     }
-    let body = r#"{"alert": {"id": "H1", "kind": "malware.x", "score": 70, "hosts": ["h-1"]}}"#;
-    let mut stream = TcpStream::connect(&addr).unwrap();
+}
+
+/// POST `body` to `/v1/events` with extra header lines; (status, body).
+fn post(addr: &str, headers: &str, body: impl AsRef<[u8]>) -> (u16, String) {
+    let body = body.as_ref();
+    let mut stream = TcpStream::connect(addr).unwrap();
     write!(
         stream,
-        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
     .unwrap();
+    stream.write_all(body).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {answer}"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+const JSON: &str = "Content-Type: application/json\r\n";
+
+#[test]
+fn http_events_are_answered_with_decisions() {
+    let ws = Workspace::new();
+    let (mut child, addr) = listen(&ws, "127.0.0.1:0", None);
+    let body = r#"{"alert": {"id": "H1", "kind": "malware.x", "score": 70, "hosts": ["h-1"]}}"#;
+    let (status, answer) = post(&addr, JSON, body);
+    // Lines: a duplicate, one not JSON, one not UTF-8, one too long.
+    let mut lines = format!("{body}\nnot json\n").into_bytes();
+    lines.extend_from_slice(b"{\"x\": \"\xff\"}\n");
+    lines.extend_from_slice(format!("\"{}\"\n", "y".repeat(MAX_EVENT_BYTES)).as_bytes());
+    let (lines_status, lines_answer) = post(
+        &addr,
+        "Content-Type: application/json; charset=utf-8\r\n",
+        &lines,
+    );
     let _ = child.kill();
     let _ = child.wait();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    let json = answer.split("\r\n\r\n").nth(1).unwrap();
-    let decisions: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let decisions: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(decisions[0]["decision"], "matched", "{decisions}");
     assert_eq!(decisions[0]["case"], "edr-H1");
+    assert_eq!(lines_status, 200, "{lines_answer}");
+    let decisions: Value = serde_json::from_str(&lines_answer).unwrap();
+    assert_eq!(decisions[0]["decision"], "deduplicated", "{decisions}");
+    assert_eq!(decisions[1]["decision"], "malformed", "{decisions}");
+    let reason = |i: usize| decisions[i]["reason"].as_str().unwrap().to_string();
+    assert_eq!(decisions[2]["decision"], "malformed", "{decisions}");
+    assert!(reason(2).starts_with("not UTF-8"), "{decisions}");
+    assert!(reason(3).starts_with("longer than"), "{decisions}");
+    assert_eq!(decisions.as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn without_a_token_only_loopback_json_not_from_a_page_is_accepted() {
+    // Beyond loopback, no token: refused before listening.
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .env_remove("IRHOST_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("beyond loopback a token is required"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("listening on"));
+
+    // On loopback without a token: what a browser could send is refused.
+    let (mut child, addr) = listen(&ws, "127.0.0.1:0", None);
+    let body = r#"{"alert": {"id": "C1", "kind": "malware.x", "score": 70, "hosts": ["c-1"]}}"#;
+    let plain = post(&addr, "Content-Type: text/plain\r\n", body);
+    let form = post(
+        &addr,
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        body,
+    );
+    let none = post(&addr, "", body);
+    let page = post(
+        &addr,
+        &format!("{JSON}Origin: http://evil.example\r\n"),
+        body,
+    );
+    let page_plain = post(
+        &addr,
+        "Content-Type: text/plain\r\nOrigin: http://evil.example\r\n",
+        body,
+    );
+    let ok = post(&addr, JSON, body);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(plain.0, 415, "{plain:?}");
+    assert_eq!(form.0, 415, "{form:?}");
+    assert_eq!(none.0, 415, "{none:?}");
+    assert_eq!(page.0, 403, "{page:?}");
+    assert_eq!(page_plain.0, 403, "{page_plain:?}");
+    assert_eq!(ok.0, 200, "{ok:?}");
+    // Only the accepted request reached the watch.
+    let records = ws.journal("watch");
+    let ds = decisions(&records);
+    assert_eq!(ds.len(), 1, "{ds:?}");
+    assert_eq!(kind(ds[0]), WatchDecisionKind::Matched);
+
+    // With a token, beyond loopback too; every request needs it.
+    let ws = Workspace::new();
+    let token = "a-token-of-thirty-two-characters";
+    let (mut child, addr) = listen(&ws, "0.0.0.0:0", Some(token));
+    let port = addr.rsplit(':').next().unwrap();
+    let local = format!("127.0.0.1:{port}");
+    let without = post(&local, JSON, body);
+    let with = post(
+        &local,
+        &format!("{JSON}Authorization: Bearer {token}\r\n"),
+        body,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(without.0, 401, "{without:?}");
+    assert_eq!(with.0, 200, "{with:?}");
+}
+
+#[test]
+fn a_line_not_utf8_or_too_long_is_journaled_and_skipped() {
+    let ws = Workspace::new();
+    ws.playbook("pb.toml", PLAYBOOK);
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let good = |id: &str, host: &str| {
+        format!(
+            r#"{{"alert": {{"id": "{id}", "kind": "malware.x", "score": 70, "hosts": ["{host}"]}}}}"#
+        )
+    };
+    let mut text = Vec::new();
+    text.extend_from_slice(good("G1", "g-1").as_bytes());
+    text.extend_from_slice(b"\n{\"alert\": \"caf\xe9\"}\n");
+    let huge = format!(
+        r#"{{"alert": {{"id": "G9", "pad": "{}"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    text.extend_from_slice(huge.as_bytes());
+    text.push(b'\n');
+    text.extend_from_slice(good("G2", "g-2").as_bytes());
+    text.push(b'\n');
+    let events = ws.path().join("events.jsonl");
+    std::fs::write(&events, &text).unwrap();
+    let out = ws.irhost(&[
+        "watch",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    // The same through stdin.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args([
+            "watch",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--journal-id",
+            "watch-stdin",
+        ])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = text.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let stdin_out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(stdin_out.status.success(), "{}", stderr(&stdin_out));
+
+    for journal in ["watch", "watch-stdin"] {
+        let records = ws.journal(journal);
+        let ds = decisions(&records);
+        let at = |n: u64| {
+            ds.iter()
+                .find(|e| matches!(e, RunEvent::WatchDecision { line: Some(l), .. } if *l == n))
+                .unwrap_or_else(|| panic!("{journal}: no decision for line {n}: {ds:?}"))
+        };
+        assert_eq!(kind(at(1)), WatchDecisionKind::Matched, "{journal}");
+        assert_eq!(kind(at(4)), WatchDecisionKind::Matched, "{journal}");
+        let reason = |e: &RunEvent| match e {
+            RunEvent::WatchDecision {
+                decision,
+                reason,
+                source,
+                ..
+            } => {
+                assert_eq!(*decision, WatchDecisionKind::Malformed);
+                assert!(source == "stdin" || source.starts_with("file:"), "{source}");
+                reason.clone().unwrap()
+            }
+            _ => unreachable!(),
+        };
+        let not_utf8 = reason(at(2));
+        assert!(
+            not_utf8.starts_with("not UTF-8 (invalid at byte 14)"),
+            "{not_utf8}"
+        );
+        assert!(not_utf8.contains("caf\\xe9"), "{not_utf8}");
+        let long = reason(at(3));
+        assert!(long.starts_with("longer than 1048576 bytes"), "{long}");
+        assert!(
+            long.len() < 200,
+            "no more than a prefix of the line: {long}"
+        );
+        assert_eq!(
+            ds.iter()
+                .filter(|e| kind(e) == WatchDecisionKind::Malformed)
+                .count(),
+            2,
+            "{journal}: {ds:?}"
+        );
+        assert!(
+            matches!(
+                records.last().unwrap().event,
+                RunEvent::WatchStopped {
+                    events: 4,
+                    runs: 2,
+                    failed_runs: 0
+                }
+            ),
+            "{journal}: {:?}",
+            records.last()
+        );
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod claims;
 pub mod conditions;
 pub mod event_paths;
 mod http;
+mod lines;
 mod record;
 pub mod rules;
 
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -33,10 +34,11 @@ use crate::journal::{CaseJournal, CaseLock, CaseLockError};
 use crate::target::TargetSpec;
 use claims::Claims;
 pub use http::http_router;
+use lines::{escaped, Line, LineSplitter};
 use record::emit;
 use rules::{Rule, Rules};
 
-/// Largest event accepted (a line or a POST body).
+/// Largest event accepted (a line, or a POST body that is one object).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// How a watch is set up.
@@ -365,37 +367,70 @@ impl Watcher {
     pub async fn consume<R: AsyncBufRead + Unpin>(
         &self,
         source: &str,
-        reader: R,
+        mut reader: R,
     ) -> std::io::Result<()> {
-        let mut lines = reader.lines();
-        let mut number = 0u64;
-        while let Some(line) = lines.next_line().await? {
-            number += 1;
-            self.handle_line(source, number, &line);
+        let mut lines = LineSplitter::default();
+        let mut each = |number, line: Line<'_>| {
+            self.handle_line(source, number, line);
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                lines.finish(&mut each);
+                return Ok(());
+            }
+            lines.push(&buf[..n], &mut each);
         }
-        Ok(())
     }
 
-    fn handle_line(&self, source: &str, number: u64, line: &str) {
-        if line.trim().is_empty() {
-            return;
+    /// Decide about one line of a source (`None`: a blank line). A line
+    /// that is not UTF-8 or is too long is journaled and skipped.
+    fn handle_line(&self, source: &str, number: u64, line: Line<'_>) -> Option<Decision> {
+        match line {
+            Line::Text(text) if text.trim().is_empty() => None,
+            Line::Text(text) => Some(self.handle(source, Some(number), text)),
+            Line::NotUtf8 {
+                prefix,
+                valid_up_to,
+                sha256,
+            } => Some(self.skipped(
+                source,
+                number,
+                Some(sha256),
+                format!(
+                    "not UTF-8 (invalid at byte {valid_up_to}); starts {}",
+                    escaped(prefix)
+                ),
+            )),
+            Line::Oversized { prefix, len } => Some(self.skipped(
+                source,
+                number,
+                None,
+                format!(
+                    "longer than {MAX_EVENT_BYTES} bytes ({len} bytes); starts {}",
+                    escaped(&prefix)
+                ),
+            )),
         }
-        if line.len() > MAX_EVENT_BYTES {
-            self.oversized(source, number);
-            return;
-        }
-        self.handle(source, Some(number), line);
     }
 
-    fn oversized(&self, source: &str, number: u64) -> Decision {
+    /// Journal a line that is not read as an event (its reason says why,
+    /// with no more of it than a short prefix).
+    fn skipped(
+        &self,
+        source: &str,
+        number: u64,
+        sha256: Option<String>,
+        reason: String,
+    ) -> Decision {
         self.events.fetch_add(1, Ordering::Relaxed);
-        let reason = format!("longer than {MAX_EVENT_BYTES} bytes");
         self.emit(RunEvent::WatchDecision {
             decision: WatchDecisionKind::Malformed,
             source: source.to_string(),
             line: Some(number),
             event_id: None,
-            event_sha256: None,
+            event_sha256: sha256,
             rule: None,
             targets: Vec::new(),
             playbook: None,
@@ -404,14 +439,7 @@ impl Watcher {
             reason: Some(reason.clone()),
             event: None,
         });
-        Decision {
-            decision: WatchDecisionKind::Malformed,
-            rule: None,
-            targets: Vec::new(),
-            run_id: None,
-            case: None,
-            reason: Some(reason),
-        }
+        Decision::new(WatchDecisionKind::Malformed, None, Some(reason))
     }
 
     /// Tail a file as it grows (like `tail -F`: a truncated or replaced
@@ -424,9 +452,10 @@ impl Watcher {
         let source = format!("follow:{}", path.display());
         let mut file = tokio::fs::File::open(path).await?;
         let mut position = 0u64;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut number = 0u64;
-        let mut skipping = false;
+        let mut lines = LineSplitter::default();
+        let mut each = |number, line: Line<'_>| {
+            self.handle_line(&source, number, line);
+        };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = tokio::select! {
@@ -435,29 +464,7 @@ impl Watcher {
             };
             if n > 0 {
                 position += n as u64;
-                pending.extend_from_slice(&buf[..n]);
-                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = pending.drain(..=end).collect();
-                    if skipping {
-                        // The rest of a line already reported as oversized.
-                        skipping = false;
-                        continue;
-                    }
-                    number += 1;
-                    self.handle_line(
-                        &source,
-                        number,
-                        String::from_utf8_lossy(&line[..end]).as_ref(),
-                    );
-                }
-                if pending.len() > MAX_EVENT_BYTES {
-                    pending.clear();
-                    if !skipping {
-                        number += 1;
-                        self.oversized(&source, number);
-                        skipping = true;
-                    }
-                }
+                lines.push(&buf[..n], &mut each);
                 continue;
             }
             tokio::select! {
@@ -470,8 +477,7 @@ impl Watcher {
                 file = tokio::fs::File::open(path).await?;
                 file.seek(std::io::SeekFrom::Start(0)).await?;
                 position = 0;
-                pending.clear();
-                skipping = false;
+                lines.reset();
             }
         }
     }
