@@ -688,3 +688,56 @@ fn one_call_makes_at_most_ten_thousand_requests() {
         .count();
     assert_eq!(budget_denials, 10);
 }
+
+#[test]
+fn a_body_the_host_buffers_to_sign_counts_against_the_plugin_memory() {
+    // The plugin holds a 40 MB body in its 64 MiB and asks the host to sign
+    // it: buffering another 40 MB would pass the limit, so the call fails and
+    // nothing is sent. 1 MB fits and is signed.
+    let sink = Sink::start();
+    let run = |bytes: u64| {
+        let ws = Workspace::new();
+        let text = format!(
+            r#"
+[playbook]
+name = "upload"
+
+[plugins.hostile]
+path = "{{hostile}}"
+cloud = {{ aws = ["ec2:DescribeInstances"] }}
+limits = {{ memory_mb = 64, timeout = "60s" }}
+config = {{ mode = "upload", url = "http://127.0.0.1:{port}/", bytes = {bytes} }}
+
+[[steps]]
+id = "fetch"
+plugin = "hostile"
+action = "misbehave"
+"#,
+            port = sink.port
+        );
+        let pb = ws.playbook("upload.toml", &text);
+        let out = credentials_command(&ws, &pb, &sink)
+            .env(
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", sink.port),
+            )
+            .output()
+            .unwrap();
+        (out, ws.journal("grants"))
+    };
+    let (out, records) = run(40 << 20);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(fetch_status(&records), Status::Failed);
+    let journal = format!("{records:?}");
+    assert!(
+        journal.contains("does not fit the plugin's memory limit of 67108864 bytes"),
+        "{journal}"
+    );
+    assert!(sink.requests().is_empty());
+
+    let (out, _) = run(1 << 20);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].contains(KEY_ID));
+}

@@ -10,13 +10,13 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::Credentials;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
 
 use super::actions::{aws_call, ActionList};
 use crate::egress::hook::AuthorizeFuture;
-use crate::egress::{ApiCall, AuthorizeError, Authorized, EgressAuthorizer};
+use crate::egress::memory::{buffer_body, HeldBody};
+use crate::egress::{ApiCall, AuthorizeError, Authorized, EgressAuthorizer, MemoryAccount};
 
 /// Largest request body the signer buffers (it must hash the whole body).
 pub const MAX_SIGNED_BODY: usize = 64 << 20;
@@ -399,7 +399,11 @@ impl AwsSigner {
 }
 
 impl EgressAuthorizer for AwsSigner {
-    fn authorize(&self, request: http::Request<WasiBody>) -> AuthorizeFuture<'_> {
+    fn authorize(
+        &self,
+        request: http::Request<WasiBody>,
+        memory: Arc<MemoryAccount>,
+    ) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             if !self.in_scope(request.uri()) {
                 // Not a granted service's endpoint: it leaves unsigned.
@@ -409,13 +413,11 @@ impl EgressAuthorizer for AwsSigner {
                 });
             }
             let (parts, body) = request.into_parts();
-            let bytes = Limited::new(body, MAX_SIGNED_BODY)
-                .collect()
+            // Buffered to be signed: counted against the plugin's memory.
+            let (bytes, held) = buffer_body(&memory, body, MAX_SIGNED_BODY)
                 .await
-                .map_err(|e| {
-                    AuthorizeError::Failed(format!("reading the request body to sign it: {e}"))
-                })?
-                .to_bytes();
+                // Refused as a denial, so that the journal says why.
+                .map_err(|e| AuthorizeError::Denied(format!("not signed: {e}")))?;
             let mut buffered = http::Request::from_parts(parts, bytes);
             // The action is identified (and checked) before anything is
             // signed.
@@ -424,11 +426,8 @@ impl EgressAuthorizer for AwsSigner {
                 .await
                 .map_err(AuthorizeError::Failed)?;
             let (parts, bytes) = buffered.into_parts();
-            let body: WasiBody = Full::new(bytes)
-                .map_err(|never| match never {})
-                .boxed_unsync();
             Ok(Authorized {
-                request: http::Request::from_parts(parts, body),
+                request: http::Request::from_parts(parts, HeldBody::new(bytes, held).boxed()),
                 call: Some(call),
             })
         })

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::WasiBody;
 use super::actions::{arm_call, ActionList};
 use crate::egress::hook::AuthorizeFuture;
 use crate::egress::{
-    ApiCall, AuthorizeError, Authorized, EgressAuthorizer, EgressConnector, Reach,
+    ApiCall, AuthorizeError, Authorized, EgressAuthorizer, EgressConnector, MemoryAccount, Reach,
 };
 
 /// Azure Resource Manager in the public cloud.
@@ -283,7 +283,11 @@ impl ArmAuthorizer {
 }
 
 impl EgressAuthorizer for ArmAuthorizer {
-    fn authorize(&self, request: http::Request<WasiBody>) -> AuthorizeFuture<'_> {
+    fn authorize(
+        &self,
+        request: http::Request<WasiBody>,
+        _memory: Arc<MemoryAccount>,
+    ) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let call = if self.is_arm(&parts.uri) {

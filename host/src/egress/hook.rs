@@ -9,6 +9,7 @@ use std::time::Instant;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::connector::{self, ConnectFailure, EgressConnector};
+use super::memory::MemoryAccount;
 use super::policy::{EgressDecision, EgressPolicy};
 
 /// A request the policy refused, as data for the journal.
@@ -76,7 +77,13 @@ pub type AuthorizeFuture<'a> = std::pin::Pin<
 /// Something that may rewrite an allowed request before it leaves (a
 /// credential signer); it runs only for requests the policy allowed.
 pub trait EgressAuthorizer: Send + Sync {
-    fn authorize(&self, request: http::Request<WasiBody>) -> AuthorizeFuture<'_>;
+    /// `memory`: the call's budget, against which a body the authorizer
+    /// buffers is counted.
+    fn authorize(
+        &self,
+        request: http::Request<WasiBody>,
+        memory: Arc<MemoryAccount>,
+    ) -> AuthorizeFuture<'_>;
 }
 
 /// How much of a denied request's body is read (and dropped) before the
@@ -114,6 +121,7 @@ pub struct PluginEgress {
     authorizer: Option<Arc<dyn EgressAuthorizer>>,
     report: Report,
     budget: Arc<EgressBudget>,
+    memory: Arc<MemoryAccount>,
 }
 
 impl PluginEgress {
@@ -121,12 +129,14 @@ impl PluginEgress {
         policy: Arc<EgressPolicy>,
         authorizer: Option<Arc<dyn EgressAuthorizer>>,
         report: Box<dyn Fn(EgressEvent) + Send + Sync>,
+        memory: Arc<MemoryAccount>,
     ) -> Self {
         PluginEgress {
             policy,
             authorizer,
             report: Arc::from(report),
             budget: Arc::default(),
+            memory,
         }
     }
 
@@ -163,9 +173,15 @@ async fn deny(
         reason,
     };
     report_denial(report, budget, denial);
-    let _ = http_body_util::Limited::new(request.into_body(), DENIED_BODY_DRAIN_BYTES)
-        .collect()
-        .await;
+    // Read and drop, frame by frame: nothing is kept.
+    let mut body = request.into_body();
+    let mut drained = 0;
+    while drained < DENIED_BODY_DRAIN_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
     Err(wasmtime_wasi_http::Error::HttpRequestDenied)
 }
 
@@ -199,6 +215,7 @@ impl WasiHttpHooks for PluginEgress {
         }
         let reach = self.policy.reach(request.uri());
         let authorizer = self.authorizer.clone();
+        let memory = self.memory.clone();
         Box::new(async move {
             let connector = EgressConnector::shared();
             // Resolve and check before signing: a refused request is never
@@ -213,7 +230,7 @@ impl WasiHttpHooks for PluginEgress {
             let (method, url) = (request.method().to_string(), request.uri().to_string());
             let (request, call) = match authorizer {
                 None => (request, None),
-                Some(authorizer) => match authorizer.authorize(request).await {
+                Some(authorizer) => match authorizer.authorize(request, memory).await {
                     Ok(Authorized { request, call }) => (request, call),
                     Err(AuthorizeError::Denied(reason)) => {
                         report_denial(

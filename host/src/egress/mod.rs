@@ -14,6 +14,7 @@
 pub mod address;
 pub mod connector;
 pub mod hook;
+pub mod memory;
 pub mod policy;
 
 pub use connector::{ConnectFailure, EgressConnector, Reach};
@@ -21,4 +22,5 @@ pub use hook::{
     ApiCall, AuthorizeError, Authorized, CloudCall, EgressAuthorizer, EgressBudget, EgressDenial,
     EgressEvent, PluginEgress,
 };
+pub use memory::MemoryAccount;
 pub use policy::{EgressDecision, EgressPolicy, HostPattern};

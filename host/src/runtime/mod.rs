@@ -23,7 +23,7 @@ use wasmtime::{
 };
 
 use crate::egress::hook::MAX_DENIAL_RECORDS;
-use crate::egress::{EgressAuthorizer, EgressEvent, EgressPolicy, PluginEgress};
+use crate::egress::{EgressAuthorizer, EgressEvent, EgressPolicy, MemoryAccount, PluginEgress};
 use crate::events::RunEvent;
 pub use action::Action;
 use bindings::{
@@ -363,6 +363,7 @@ impl LoadedPlugin {
         );
         let (target_label, step) = (invocation.call.target.clone(), invocation.call.step.clone());
         let plugin_name = self.name.clone();
+        let memory = MemoryAccount::new(self.limits.memory_bytes as usize);
         let egress = PluginEgress::new(
             self.egress.clone(),
             self.authorizer.clone(),
@@ -392,16 +393,12 @@ impl LoadedPlugin {
                     },
                 })
             }),
+            memory.clone(),
         );
         let budget = egress.budget();
         let cpu_ticks = (self.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let cpu_limit_ms = self.limits.cpu.as_millis() as u64;
-        let state = SandboxState::new(
-            invocation.call.clone(),
-            egress,
-            self.limits.memory_bytes as usize,
-            cpu_ticks,
-        );
+        let state = SandboxState::new(invocation.call.clone(), egress, memory, cpu_ticks);
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);

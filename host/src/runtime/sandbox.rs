@@ -10,7 +10,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{host_api, LogLevel};
-use crate::egress::PluginEgress;
+use std::sync::Arc;
+
+use crate::egress::{MemoryAccount, PluginEgress};
 use crate::events::RunEvent;
 
 /// Where a sandbox sends what it has to say.
@@ -32,9 +34,10 @@ pub enum LimitExceeded {
     Table { requested: usize },
 }
 
-/// Caps linear memory (and tables) of one store.
+/// Caps linear memory (and tables) of one store; the limit is shared
+/// with request bodies the host holds for the plugin.
 pub struct MemoryCap {
-    pub limit: usize,
+    pub account: Arc<MemoryAccount>,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -44,10 +47,10 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        if !self.account.grow_guest(desired) {
             return Err(LimitExceeded::Memory {
                 requested: desired,
-                limit: self.limit,
+                limit: self.account.limit(),
             }
             .into());
         }
@@ -164,7 +167,7 @@ impl SandboxState {
     pub fn new(
         call: CallContext,
         egress: PluginEgress,
-        memory_limit: usize,
+        memory: Arc<MemoryAccount>,
         cpu_ticks: u64,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
@@ -181,9 +184,7 @@ impl SandboxState {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             egress,
-            memory: MemoryCap {
-                limit: memory_limit,
-            },
+            memory: MemoryCap { account: memory },
             call,
             stdout,
             stderr,

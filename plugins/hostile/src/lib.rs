@@ -116,6 +116,23 @@ impl Step for Hostile {
                     json!({ "denied": denied, "failed": failed, "answered": answered }),
                 ))
             }
+            "upload" => {
+                // POST an EC2 Query body of about `bytes` bytes to `url`.
+                let url = params
+                    .get("url")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or("http://example.com/");
+                let bytes = params.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0) as usize;
+                let mut body = b"Action=DescribeInstances&Version=2016-11-15&Pad=".to_vec();
+                body.resize(body.len() + bytes, b'x');
+                let response = fetch(
+                    Method::POST,
+                    url,
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    Some(body),
+                )?;
+                Ok(StepOutput::values(json!({ "status": response.status })))
+            }
             "oversized" => {
                 let megabytes = params
                     .get("megabytes")
