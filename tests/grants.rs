@@ -741,3 +741,50 @@ action = "misbehave"
     assert_eq!(requests.len(), 1);
     assert!(requests[0].contains(KEY_ID));
 }
+
+#[test]
+fn log_and_progress_records_of_one_call_are_budgeted() {
+    // 1,500 log lines and 1,500 progress reports: 1,000 of each, and one
+    // summary for each.
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let text = r#"
+[playbook]
+name = "noisy"
+
+[plugins.hostile]
+path = "{hostile}"
+allow_hosts = []
+config = { mode = "noisy", records = 1500 }
+
+[[steps]]
+id = "fetch"
+plugin = "hostile"
+action = "misbehave"
+"#;
+    let pb = ws.playbook("noisy.toml", text);
+    let out = run_with_credentials(&ws, &pb, &sink);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    let logs: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::PluginLog { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    let progress = records
+        .iter()
+        .filter(|r| matches!(r.event, RunEvent::PluginProgress { .. }))
+        .count();
+    assert_eq!(progress, 1000);
+    assert_eq!(logs.iter().filter(|m| m.starts_with("line ")).count(), 1000);
+    assert_eq!(
+        logs.iter()
+            .filter(|m| m.contains("budget of 1000 records per call reached"))
+            .count(),
+        2,
+        "{:?}",
+        &logs[logs.len().saturating_sub(3)..]
+    );
+}

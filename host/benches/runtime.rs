@@ -87,6 +87,7 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
                 params: serde_json::json!({ "mode": "ok", "volumes": 1 }),
                 events: Arc::new(|_| {}),
                 log_budget: 1 << 20,
+                records: Default::default(),
             },
             timeout: None,
         };
@@ -160,6 +161,7 @@ fn call_overhead_http(rt: &tokio::runtime::Runtime) {
             params: serde_json::json!({ "mode": "http", "url": url }),
             events: Arc::new(|_| {}),
             log_budget: 1 << 20,
+            records: Default::default(),
         },
         timeout: None,
     };

@@ -153,6 +153,7 @@ async fn call_with_retries(
                 params: params.clone(),
                 events: ctx.recorder.sink(),
                 log_budget: LOG_BUDGET_BYTES,
+                records: Default::default(),
             },
             timeout: spec.timeout,
         };

@@ -330,6 +330,7 @@ impl PluginRuntime {
                 params: plugin.config.clone(),
                 events: quiet,
                 log_budget: sandbox::LOG_BUDGET_BYTES,
+                records: Default::default(),
             },
             timeout: None,
         };

@@ -22,6 +22,26 @@ pub use crate::events::EventSink;
 pub const CAPTURED_OUTPUT_BYTES: usize = 256 << 10;
 /// Bytes of `log` messages journaled per call; more is dropped with a note.
 pub const LOG_BUDGET_BYTES: usize = 1 << 20;
+/// `log` and `progress` records journaled per call, each; beyond, one
+/// summary record says so and the rest are dropped.
+pub const MAX_RECORDS_PER_CALL: u32 = 1_000;
+
+/// How many `log` and `progress` records a call has journaled.
+#[derive(Debug, Clone, Default)]
+pub struct RecordBudget {
+    logs: u32,
+    progress: u32,
+}
+
+/// Count one record against `used`: whether to journal it, and whether
+/// this is the one past the budget (journal a summary instead).
+fn take(used: &mut u32) -> (bool, bool) {
+    *used = used.saturating_add(1);
+    (
+        *used <= MAX_RECORDS_PER_CALL,
+        *used == MAX_RECORDS_PER_CALL + 1,
+    )
+}
 
 /// A limit a plugin ran into; found again in the error chain of the call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,11 +102,28 @@ pub struct CallContext {
     pub params: serde_json::Value,
     pub events: EventSink,
     pub log_budget: usize,
+    /// Records journaled so far (start with the default).
+    pub records: RecordBudget,
 }
 
 impl host_api::Host for CallContext {
     fn log(&mut self, level: LogLevel, message: String) {
         if self.log_budget == 0 {
+            return;
+        }
+        let (keep, summary) = take(&mut self.records.logs);
+        if summary {
+            (self.events)(RunEvent::PluginLog {
+                target: self.target.clone(),
+                step: self.step.clone(),
+                plugin: self.plugin.clone(),
+                level: "warn".into(),
+                message: format!(
+                    "log budget of {MAX_RECORDS_PER_CALL} records per call reached; further lines are dropped"
+                ),
+            });
+        }
+        if !keep {
             return;
         }
         let (message, exhausted) = if message.len() >= self.log_budget {
@@ -131,6 +168,21 @@ impl host_api::Host for CallContext {
     }
 
     fn progress(&mut self, done: u64, total: u64, message: String) {
+        let (keep, summary) = take(&mut self.records.progress);
+        if summary {
+            (self.events)(RunEvent::PluginLog {
+                target: self.target.clone(),
+                step: self.step.clone(),
+                plugin: self.plugin.clone(),
+                level: "warn".into(),
+                message: format!(
+                    "progress budget of {MAX_RECORDS_PER_CALL} records per call reached; further progress is not journaled"
+                ),
+            });
+        }
+        if !keep {
+            return;
+        }
         (self.events)(RunEvent::PluginProgress {
             target: self.target.clone(),
             step: self.step.clone(),

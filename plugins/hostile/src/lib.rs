@@ -148,6 +148,16 @@ impl Step for Hostile {
                 irhost_plugin_sdk::sleep(std::time::Duration::from_millis(ms));
                 Ok(StepOutput::values(json!({ "slept_ms": ms })))
             }
+            "noisy" => {
+                // `records` log lines and progress reports: the host's
+                // per-call record budgets.
+                let records = params.get("records").and_then(|m| m.as_u64()).unwrap_or(3);
+                for i in 0..records {
+                    irhost_plugin_sdk::log::info(&format!("line {i}"));
+                    irhost_plugin_sdk::progress(i, records, "working");
+                }
+                Ok(StepOutput::values(json!({ "records": records })))
+            }
             "chatty" => {
                 let lines = params.get("lines").and_then(|m| m.as_u64()).unwrap_or(3);
                 for i in 0..lines {
