@@ -27,7 +27,7 @@ pub use inputs::{InputSpec, InputType, Inputs};
 pub use phase::StepPhase;
 pub use spec::{OnError, PluginSpec, StepSpec};
 
-use crate::diagnostics::{toml_diagnostic, Diagnostics, SourceMap};
+use crate::diagnostics::{parse_toml, Diagnostics, SourceMap};
 use crate::digest::sha256_hex;
 use crate::target::TargetSpec;
 use raw::{RawPlaybook, RawStep};
@@ -59,8 +59,7 @@ impl Playbook {
     /// anchors relative plugin paths.
     pub fn parse(path: &Path, text: &str) -> Result<Playbook, Diagnostics> {
         let source = SourceMap::new(path, text);
-        let raw: RawPlaybook =
-            toml::from_str(text).map_err(|e| Diagnostics(vec![toml_diagnostic(&source, &e)]))?;
+        let raw: RawPlaybook = parse_toml(&source, text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut problems = Vec::new();
 

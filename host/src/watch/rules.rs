@@ -38,7 +38,7 @@ use super::conditions::Condition;
 use super::event_paths::{lookup, render, scalar_text};
 use crate::case_id::CaseId;
 use crate::diagnostics::{
-    parse_duration, table_to_json, toml_diagnostic, Diagnostic, Diagnostics, SourceMap,
+    parse_duration, parse_toml, table_to_json, Diagnostic, Diagnostics, SourceMap,
 };
 use crate::digest::sha256_hex;
 use crate::target::TargetSpec;
@@ -161,8 +161,7 @@ impl Rules {
     /// ```
     pub fn parse(path: &Path, text: &str) -> Result<Rules, Diagnostics> {
         let source = SourceMap::new(path, text);
-        let raw: RawRules =
-            toml::from_str(text).map_err(|e| Diagnostics(vec![toml_diagnostic(&source, &e)]))?;
+        let raw: RawRules = parse_toml(&source, text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut problems = Vec::new();
         let (concurrency, dedup_window) = watch_settings(&source, raw.watch, &mut problems);
