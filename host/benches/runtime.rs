@@ -2,7 +2,12 @@
 //! recorded in BENCHMARKS.md:
 //!
 //! - host overhead per plugin call: instantiate + call + drop a fresh
-//!   instance, no I/O, pooling allocator (median and p99);
+//!   instance, no I/O, pooling allocator (median and p99), and for
+//!   test-provider beside it, interleaved in the same run, the floor: a bare
+//!   wasmtime instantiate + call + drop of the same component with the
+//!   same engine settings and nothing else in the store (no egress hook,
+//!   no limiter, no timeout, no output pipes, no output check), and the
+//!   ratio of the two (target ≤ 2×);
 //! - the same call making one HTTP GET through the egress (policy, the
 //!   connector's resolve and connect, hyper) to a loopback server;
 //! - cold compile vs cached load of a plugin (test-provider, aws-ec2,
@@ -26,7 +31,7 @@ use irhost::runtime::sandbox::CallContext;
 use irhost::runtime::{Action, Invocation, PluginRuntime, PluginSource, RuntimeConfig};
 use irhost::target::TargetSpec;
 
-fn plugin(name: &str) -> PathBuf {
+fn wasm_path(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../plugins/dist")
         .join(format!("{name}.wasm"));
@@ -41,7 +46,7 @@ fn plugin(name: &str) -> PathBuf {
 fn source(name: &str) -> PluginSource {
     PluginSource {
         name: name.into(),
-        path: plugin(name),
+        path: wasm_path(name),
         sha256: None,
         limits: Default::default(),
         egress: Default::default(),
@@ -94,19 +99,203 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
         for _ in 0..200 {
             rt.block_on(plugin.invoke(&runtime, invocation())).unwrap();
         }
+        let mut floor = (name == "test-provider").then(|| Floor::new(&wasm_path(name)));
+        if let Some(floor) = &mut floor {
+            for _ in 0..200 {
+                floor.call(rt);
+            }
+        }
+        // In rounds, the floor's beside the overhead's, so both see the
+        // same load.
         let mut samples = Vec::with_capacity(5000);
-        for _ in 0..5000 {
-            let inv = invocation();
-            let start = Instant::now();
-            rt.block_on(plugin.invoke(&runtime, inv)).unwrap();
-            samples.push(start.elapsed());
+        let mut floor_samples = Vec::with_capacity(5000);
+        for _ in 0..10 {
+            for _ in 0..500 {
+                let inv = invocation();
+                let start = Instant::now();
+                rt.block_on(plugin.invoke(&runtime, inv)).unwrap();
+                samples.push(start.elapsed());
+            }
+            if let Some(floor) = &mut floor {
+                for _ in 0..500 {
+                    let start = Instant::now();
+                    floor.call(rt);
+                    floor_samples.push(start.elapsed());
+                }
+            }
         }
         samples.sort();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
             "call overhead ({name}.{action}, instantiate+call+drop, pooling): median {:.1} µs, p99 {:.1} µs, n=5000",
-            percentile(&samples, 0.5).as_secs_f64() * 1e6,
-            percentile(&samples, 0.99).as_secs_f64() * 1e6
+            us(percentile(&samples, 0.5)),
+            us(percentile(&samples, 0.99))
         );
+        if floor.is_some() {
+            floor_samples.sort();
+            let (median, floor_median) =
+                (percentile(&samples, 0.5), percentile(&floor_samples, 0.5));
+            println!(
+                "floor ({name}.{action}, bare wasmtime instantiate+call+drop, pooling): median {:.1} µs, p99 {:.1} µs, n=5000; overhead/floor {:.2}x median, {:.2}x p99 (target <= 2x)",
+                us(floor_median),
+                us(percentile(&floor_samples, 0.99)),
+                median.as_secs_f64() / floor_median.as_secs_f64(),
+                percentile(&samples, 0.99).as_secs_f64() / percentile(&floor_samples, 0.99).as_secs_f64()
+            );
+        }
+    }
+}
+
+/// The floor under a plugin call: the same component, compiled with the
+/// same engine settings as `PluginRuntime` (component model, epoch
+/// interruption, stack sizes, the pooling allocator sized alike), linked
+/// with wasmtime's own WASI and WASI-HTTP and a host interface that answers
+/// with constants; a store holding only those contexts. No egress hook, no
+/// resource limiter, no epoch callback, no timeout, no captured output, no
+/// output-size check, no journal sink.
+struct Floor {
+    engine: wasmtime::Engine,
+    pre: irhost::runtime::bindings::provider::ProviderPre<FloorState>,
+    target: Target,
+}
+
+struct FloorState {
+    wasi: wasmtime_wasi::WasiCtx,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    table: wasmtime::component::ResourceTable,
+    hooks: NoRequests,
+    params: String,
+}
+
+impl wasmtime_wasi::WasiView for FloorState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for FloorState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// The floor's HTTP hooks: no request is ever sent (`snapshot` makes none).
+struct NoRequests;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoRequests {
+    #[allow(clippy::type_complexity)]
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+impl irhost::runtime::bindings::host_api::Host for FloorState {
+    fn log(&mut self, _level: irhost::runtime::bindings::LogLevel, _message: String) {}
+    fn params(&mut self) -> String {
+        self.params.clone()
+    }
+    fn param(&mut self, name: String) -> Option<String> {
+        serde_json::from_str::<serde_json::Value>(&self.params)
+            .ok()?
+            .get(&name)
+            .map(ToString::to_string)
+    }
+    fn progress(&mut self, _done: u64, _total: u64, _message: String) {}
+    fn case_id(&mut self) -> String {
+        "bench".into()
+    }
+    fn attempt(&mut self) -> u32 {
+        1
+    }
+}
+
+impl Floor {
+    fn new(wasm: &Path) -> Floor {
+        use wasmtime::component::{Component, HasSelf, Linker};
+        let defaults = RuntimeConfig::default();
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20)
+            .async_stack_size(2 << 20);
+        let n = defaults.pool_instances;
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 4)
+            .total_memories(n * 2)
+            .total_tables(n * 4)
+            .total_stacks(n)
+            .max_memories_per_component(4)
+            .max_memory_size(defaults.max_memory_bytes as usize);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let mut linker: Linker<FloorState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+        irhost::runtime::bindings::host_api::add_to_linker::<FloorState, HasSelf<FloorState>>(
+            &mut linker,
+            |state: &mut FloorState| state,
+        )
+        .unwrap();
+        let component = Component::from_file(&engine, wasm).unwrap();
+        let pre = irhost::runtime::bindings::provider::ProviderPre::new(
+            linker.instantiate_pre(&component).unwrap(),
+        )
+        .unwrap();
+        Floor {
+            engine,
+            pre,
+            target: Target {
+                provider: "test".into(),
+                id: "t".into(),
+                region: None,
+                account: None,
+                attributes: vec![],
+            },
+        }
+    }
+
+    /// One fresh store, instance and `snapshot` call, then drop.
+    fn call(&mut self, rt: &tokio::runtime::Runtime) {
+        let state = FloorState {
+            wasi: wasmtime_wasi::WasiCtx::builder().build(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            table: wasmtime::component::ResourceTable::new(),
+            hooks: NoRequests,
+            params: r#"{"mode":"ok","volumes":1}"#.into(),
+        };
+        let mut store = wasmtime::Store::new(&self.engine, state);
+        // Epoch interruption is compiled in (as in the runtime); no ticker
+        // runs here, so the deadline is never reached.
+        store.set_epoch_deadline(u64::MAX);
+        let artifacts = rt
+            .block_on(async {
+                let plugin = self.pre.instantiate_async(&mut store).await?;
+                plugin.call_snapshot(&mut store, &self.target).await
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(artifacts.len(), 2);
     }
 }
 
@@ -198,10 +387,10 @@ fn call_overhead_http(rt: &tokio::runtime::Runtime) {
 
 fn load_times(rt: &tokio::runtime::Runtime) {
     for name in ["test-provider", "aws-ec2", "azure-compute"] {
-        if !plugin(name).exists() {
+        if !wasm_path(name).exists() {
             continue;
         }
-        let size = std::fs::metadata(plugin(name)).unwrap().len();
+        let size = std::fs::metadata(wasm_path(name)).unwrap().len();
         let cache = tempfile::tempdir().unwrap();
         let config = RuntimeConfig {
             cache_dir: Some(cache.path().to_path_buf()),
@@ -263,7 +452,7 @@ fn fleet(rt: &tokio::runtime::Runtime, targets: usize, concurrency: usize) {
     let pb = dir.path().join("fleet.toml");
     std::fs::write(
         &pb,
-        FLEET_PLAYBOOK.replace("PLUGIN", plugin("test-provider").to_str().unwrap()),
+        FLEET_PLAYBOOK.replace("PLUGIN", wasm_path("test-provider").to_str().unwrap()),
     )
     .unwrap();
     let runtime = Arc::new(
