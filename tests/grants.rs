@@ -788,3 +788,76 @@ action = "misbehave"
         &logs[logs.len().saturating_sub(3)..]
     );
 }
+
+#[test]
+fn no_mutating_step_runs_once_a_journal_write_failed() {
+    // The case directory is on a 48 KiB tmpfs (this test mounts one: it
+    // needs root, as scripts/test has on the project's machines). The
+    // snapshot's 300 artifact records fill it, so journal writes fail; the
+    // mutating step after it must not run: its request never reaches the
+    // sink, and the run fails naming the journal.
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let cases = ws.path().join("small-cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48k", "tmpfs"])
+        .arg(&cases)
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "this test mounts a small tmpfs for the case directory and needs root"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(cases.clone());
+    let text = format!(
+        r#"
+[playbook]
+name = "journal-full"
+
+[plugins.test]
+path = "{{test}}"
+config = {{ volumes = 300, interfaces = 1 }}
+
+[plugins.hostile]
+path = "{{hostile}}"
+allow_hosts = ["127.0.0.1:{port}"]
+config = {{ mode = "http", url = "{url}" }}
+
+[[steps]]
+id = "snapshot"
+plugin = "test"
+action = "snapshot"
+
+[[steps]]
+id = "change"
+plugin = "hostile"
+action = "mutate"
+after = ["snapshot"]
+"#,
+        port = sink.port,
+        url = sink.url()
+    );
+    let pb = ws.playbook("full.toml", &text);
+    let out = credentials_command(&ws, &pb, &sink)
+        .env("IRHOST_CASES_DIR", &cases)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the case journal could not be written"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        sink.requests().is_empty(),
+        "the mutating step ran: {:?}",
+        sink.requests()
+    );
+}

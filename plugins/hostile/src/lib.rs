@@ -42,11 +42,13 @@ impl Step for Hostile {
             .ok()
             .flatten()
             .unwrap_or_else(|| "any".into());
-        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), &claim).action(
-            "misbehave",
-            false,
-            "misbehave as `mode` says",
-        )
+        PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), &claim)
+            .action("misbehave", false, "misbehave as `mode` says")
+            .action(
+                "mutate",
+                true,
+                "misbehave as `mode` says, declared as changing the target",
+            )
     }
 
     fn run(
