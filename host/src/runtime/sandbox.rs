@@ -33,16 +33,6 @@ pub struct RecordBudget {
     progress: u32,
 }
 
-/// Count one record against `used`: whether to journal it, and whether
-/// this is the one past the budget (journal a summary instead).
-fn take(used: &mut u32) -> (bool, bool) {
-    *used = used.saturating_add(1);
-    (
-        *used <= MAX_RECORDS_PER_CALL,
-        *used == MAX_RECORDS_PER_CALL + 1,
-    )
-}
-
 /// A limit a plugin ran into; found again in the error chain of the call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
@@ -106,24 +96,43 @@ pub struct CallContext {
     pub records: RecordBudget,
 }
 
-impl host_api::Host for CallContext {
-    fn log(&mut self, level: LogLevel, message: String) {
-        if self.log_budget == 0 {
-            return;
-        }
-        let (keep, summary) = take(&mut self.records.logs);
-        if summary {
+/// The records a call's [`RecordBudget`] counts.
+#[derive(Clone, Copy)]
+enum Budgeted {
+    Log,
+    Progress,
+}
+
+impl CallContext {
+    /// Count one `log` or `progress` record: whether to journal it. The
+    /// first one past the budget journals a summary instead.
+    fn within_budget(&mut self, kind: Budgeted) -> bool {
+        let (used, what) = match kind {
+            Budgeted::Log => (&mut self.records.logs, "log lines"),
+            Budgeted::Progress => (&mut self.records.progress, "progress reports"),
+        };
+        *used = used.saturating_add(1);
+        if *used == MAX_RECORDS_PER_CALL + 1 {
             (self.events)(RunEvent::PluginLog {
                 target: self.target.clone(),
                 step: self.step.clone(),
                 plugin: self.plugin.clone(),
                 level: "warn".into(),
                 message: format!(
-                    "log budget of {MAX_RECORDS_PER_CALL} records per call reached; further lines are dropped"
+                    "budget of {MAX_RECORDS_PER_CALL} records per call reached: further {what} of this call are not journaled"
                 ),
             });
         }
-        if !keep {
+        *used <= MAX_RECORDS_PER_CALL
+    }
+}
+
+impl host_api::Host for CallContext {
+    fn log(&mut self, level: LogLevel, message: String) {
+        if self.log_budget == 0 {
+            return;
+        }
+        if !self.within_budget(Budgeted::Log) {
             return;
         }
         let (message, exhausted) = if message.len() >= self.log_budget {
@@ -168,19 +177,7 @@ impl host_api::Host for CallContext {
     }
 
     fn progress(&mut self, done: u64, total: u64, message: String) {
-        let (keep, summary) = take(&mut self.records.progress);
-        if summary {
-            (self.events)(RunEvent::PluginLog {
-                target: self.target.clone(),
-                step: self.step.clone(),
-                plugin: self.plugin.clone(),
-                level: "warn".into(),
-                message: format!(
-                    "progress budget of {MAX_RECORDS_PER_CALL} records per call reached; further progress is not journaled"
-                ),
-            });
-        }
-        if !keep {
+        if !self.within_budget(Budgeted::Progress) {
             return;
         }
         (self.events)(RunEvent::PluginProgress {
