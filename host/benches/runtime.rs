@@ -231,23 +231,8 @@ impl irhost::runtime::bindings::host_api::Host for FloorState {
 impl Floor {
     fn new(wasm: &Path) -> Floor {
         use wasmtime::component::{Component, HasSelf, Linker};
-        let defaults = RuntimeConfig::default();
-        let mut config = wasmtime::Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(1 << 20)
-            .async_stack_size(2 << 20);
-        let n = defaults.pool_instances;
-        let mut pool = wasmtime::PoolingAllocationConfig::default();
-        pool.total_component_instances(n)
-            .total_core_instances(n * 4)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
-            .total_stacks(n)
-            .max_memories_per_component(4)
-            .max_memory_size(defaults.max_memory_bytes as usize);
-        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        // The same engine settings as irhost's runtime, nothing else.
+        let config = PluginRuntime::engine_config(&RuntimeConfig::default());
         let engine = wasmtime::Engine::new(&config).unwrap();
         let mut linker: Linker<FloorState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();

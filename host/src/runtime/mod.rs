@@ -183,7 +183,9 @@ pub struct PluginRuntime {
 }
 
 impl PluginRuntime {
-    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+    /// The wasmtime settings of every plugin engine: component model,
+    /// epoch interruption, stack sizes, the pooling allocator.
+    pub fn engine_config(config: &RuntimeConfig) -> Config {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
@@ -201,6 +203,11 @@ impl PluginRuntime {
                 .max_memory_size(config.max_memory_bytes as usize);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
+        wasm
+    }
+
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let wasm = Self::engine_config(&config);
         let engine = Engine::new(&wasm)?;
         let mut linker: Linker<SandboxState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
