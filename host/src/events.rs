@@ -124,6 +124,10 @@ pub enum RunEvent {
         request_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Whose credentials signed it: the role and session, or the base
+        /// identity's access key id (never a secret).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signer: Option<String>,
     },
     ArtifactRecorded {
         target: String,

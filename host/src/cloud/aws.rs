@@ -1,22 +1,28 @@
 //! AWS at the egress boundary: the sandboxed AWS plugins hold no
 //! credentials; [`AwsSigner`] signs each request the egress policy allowed
-//! with SigV4, using the standard AWS credential chain (environment,
-//! profiles, `AWS_PROFILE`, credential processes). `AWS_ENDPOINT_URL` /
-//! `AWS_ENDPOINT_URL_EC2` work as in every AWS tool.
+//! with SigV4, with the responder's [identities](credentials) (the whole
+//! default chain, or the role a grant names in the target's account).
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_EC2` and a profile's
+//! `endpoint_url` work as in every AWS tool.
+
+pub mod credentials;
+pub mod http_client;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use aws_credential_types::provider::ProvideCredentials;
-use aws_credential_types::Credentials;
 use bytes::Bytes;
-use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
+
+use self::credentials::{AwsIdentities, RoleSession};
+use super::grant::AssumeRole;
 
 use super::actions::{aws_call, ActionList};
 use crate::egress::hook::AuthorizeFuture;
 use crate::egress::memory::{buffer_body, HeldBody};
-use crate::egress::{ApiCall, AuthorizeError, Authorized, EgressAuthorizer, MemoryAccount};
+use crate::egress::{
+    ApiCall, AuthorizeError, Authorized, CallScope, EgressAuthorizer, MemoryAccount,
+};
 
 /// Largest request body the signer buffers (it must hash the whole body).
 pub const MAX_SIGNED_BODY: usize = 64 << 20;
@@ -41,6 +47,34 @@ pub struct AwsEnvironment {
 impl AwsEnvironment {
     pub fn from_env() -> Self {
         Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// What aws-config found: `AWS_ENDPOINT_URL_<SERVICE>`,
+    /// `AWS_ENDPOINT_URL`, the profile's `services` section and
+    /// `endpoint_url` (in that order, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`
+    /// honoured), and the region of the environment or profile.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        let mut endpoint_overrides = Vec::new();
+        if let Some(loader) = config.service_config() {
+            for service in super::grant::AWS_SERVICES {
+                let id = service.to_ascii_uppercase();
+                let Ok(key) = aws_types::service_config::ServiceConfigKey::builder()
+                    .service_id(&id)
+                    .env("AWS_ENDPOINT_URL")
+                    .profile("endpoint_url")
+                    .build()
+                else {
+                    continue;
+                };
+                if let Some(url) = loader.load_config(key).filter(|u| !u.is_empty()) {
+                    endpoint_overrides.push((service.to_string(), url));
+                }
+            }
+        }
+        AwsEnvironment {
+            endpoint_overrides,
+            region: config.region().map(|r| r.to_string()),
+        }
     }
 
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
@@ -110,95 +144,12 @@ pub fn scope_from_host(host: &str) -> Option<(String, String)> {
     }
 }
 
-/// Fetches credentials from the standard chain, caching them until shortly
-/// before they expire.
-pub struct AwsCredentialSource {
-    provider: aws_credential_types::provider::SharedCredentialsProvider,
-    cached: Mutex<Option<Credentials>>,
-}
-
-impl AwsCredentialSource {
-    /// The default chain: environment, shared config and credentials files
-    /// (`AWS_PROFILE`), credential processes.
-    pub fn default_chain() -> Self {
-        let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder();
-        // Building the chain is async; defer it to first use.
-        let provider = aws_credential_types::provider::SharedCredentialsProvider::new(LazyChain {
-            chain: tokio::sync::OnceCell::new(),
-            builder: std::sync::Mutex::new(Some(chain)),
-        });
-        AwsCredentialSource {
-            provider,
-            cached: Mutex::new(None),
-        }
-    }
-
-    /// Fixed credentials (tests, or a host that obtained them itself).
-    pub fn fixed(credentials: Credentials) -> Self {
-        AwsCredentialSource {
-            provider: aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
-            cached: Mutex::new(None),
-        }
-    }
-
-    pub async fn credentials(&self) -> Result<Credentials, String> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|e| e > SystemTime::now() + Duration::from_secs(300));
-            if fresh {
-                return Ok(c.clone());
-            }
-        }
-        let credentials = self.provider.provide_credentials().await.map_err(|e| {
-            format!("no AWS credentials from the standard chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws): {e}")
-        })?;
-        *cached = Some(credentials.clone());
-        Ok(credentials)
-    }
-}
-
-struct LazyChain {
-    chain:
-        tokio::sync::OnceCell<aws_config::default_provider::credentials::DefaultCredentialsChain>,
-    builder: std::sync::Mutex<Option<aws_config::default_provider::credentials::Builder>>,
-}
-
-impl std::fmt::Debug for LazyChain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LazyChain")
-    }
-}
-
-impl ProvideCredentials for LazyChain {
-    fn provide_credentials<'a>(
-        &'a self,
-    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        aws_credential_types::provider::future::ProvideCredentials::new(async move {
-            let chain = self
-                .chain
-                .get_or_init(|| async {
-                    let builder = self
-                        .builder
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take()
-                        .unwrap_or_default();
-                    builder.build().await
-                })
-                .await;
-            chain.provide_credentials().await
-        })
-    }
-}
-
 /// Signs allowed requests of AWS plugins with SigV4.
+#[derive(Clone)]
 pub struct AwsSigner {
-    credentials: Arc<AwsCredentialSource>,
+    identities: Arc<AwsIdentities>,
+    /// The grant's role (per target account, or fixed).
+    role: Option<AssumeRole>,
     /// The granted services: only their AWS endpoints get signatures.
     services: Vec<String>,
     /// Endpoints of the environment (`AWS_ENDPOINT_URL…`) that are signed
@@ -217,7 +168,7 @@ impl AwsSigner {
     /// A signer for the granted `services` (the first is the default
     /// scope of an environment endpoint).
     pub fn new<S: AsRef<str>>(
-        credentials: Arc<AwsCredentialSource>,
+        identities: Arc<AwsIdentities>,
         services: &[S],
         default_region: &str,
     ) -> Self {
@@ -225,7 +176,8 @@ impl AwsSigner {
         let every: Vec<String> = services.iter().map(|s| format!("{s}:*")).collect();
         AwsSigner {
             actions: ActionList::new(every),
-            credentials,
+            identities,
+            role: None,
             default_service: services.first().cloned().unwrap_or_default(),
             services,
             trusted: Vec::new(),
@@ -278,6 +230,28 @@ impl AwsSigner {
         scheme == "https"
             && port == 443
             && scope_from_host(&host).is_some_and(|(service, _)| self.services.contains(&service))
+    }
+
+    /// Sign with this role, assumed from the base identity.
+    pub fn assuming(mut self, role: Option<AssumeRole>) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// The role session a call in `scope` is signed with (`None`: the
+    /// base identity).
+    pub fn session(&self, scope: &CallScope) -> Result<Option<RoleSession>, String> {
+        let Some(role) = &self.role else {
+            return Ok(None);
+        };
+        Ok(role
+            .arn_for(scope.account.as_deref())?
+            .map(|arn| RoleSession {
+                arn,
+                external_id: role.external_id.clone(),
+                session_name: role.session_name_for(&scope.case_id),
+                duration: role.duration,
+            }))
     }
 
     /// Sign only requests for these API actions.
@@ -337,9 +311,16 @@ impl AwsSigner {
         self
     }
 
-    /// Sign a buffered request in place.
-    pub async fn sign(&self, request: &mut http::Request<Bytes>) -> Result<(), String> {
-        let credentials = self.credentials.credentials().await?;
+    /// Sign a buffered request in place with the identity of `scope`;
+    /// says whose it was.
+    pub async fn sign(
+        &self,
+        request: &mut http::Request<Bytes>,
+        scope: &CallScope,
+    ) -> Result<String, String> {
+        let session = self.session(scope)?;
+        let signer = self.identities.identity(session.as_ref()).await?;
+        let credentials = signer.credentials;
         for name in SIGNER_HEADERS {
             request.headers_mut().remove(*name);
         }
@@ -394,7 +375,7 @@ impl AwsSigner {
             .map_err(|e| e.to_string())?
             .into_parts();
         instructions.apply_to_request_http1x(request);
-        Ok(())
+        Ok(signer.described)
     }
 }
 
@@ -403,6 +384,7 @@ impl EgressAuthorizer for AwsSigner {
         &self,
         request: http::Request<WasiBody>,
         memory: Arc<MemoryAccount>,
+        scope: CallScope,
     ) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             if !self.in_scope(request.uri()) {
@@ -410,6 +392,7 @@ impl EgressAuthorizer for AwsSigner {
                 return Ok(Authorized {
                     request,
                     call: None,
+                    signer: None,
                 });
             }
             let (parts, body) = request.into_parts();
@@ -422,13 +405,15 @@ impl EgressAuthorizer for AwsSigner {
             // The action is identified (and checked) before anything is
             // signed.
             let call = self.check(&buffered).map_err(AuthorizeError::Denied)?;
-            self.sign(&mut buffered)
+            let signer = self
+                .sign(&mut buffered, &scope)
                 .await
                 .map_err(AuthorizeError::Failed)?;
             let (parts, bytes) = buffered.into_parts();
             Ok(Authorized {
                 request: http::Request::from_parts(parts, HeldBody::new(bytes, held).boxed()),
                 call: Some(call),
+                signer: Some(signer),
             })
         })
     }

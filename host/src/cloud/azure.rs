@@ -20,7 +20,7 @@ use wasmtime_wasi_http::WasiBody;
 use super::actions::{arm_call, ActionList};
 use crate::egress::hook::AuthorizeFuture;
 use crate::egress::{
-    ApiCall, AuthorizeError, Authorized, EgressAuthorizer, EgressConnector, MemoryAccount, Reach,
+    ApiCall, AuthorizeError, Authorized, CallScope, EgressAuthorizer, EgressClient, MemoryAccount,
 };
 
 /// Azure Resource Manager in the public cloud.
@@ -166,9 +166,7 @@ impl ArmTokenSource {
             .append_pair("client_secret", secret)
             .append_pair("scope", &scope)
             .finish();
-        let body: WasiBody = Full::new(Bytes::from(form))
-            .map_err(|never| match never {})
-            .boxed_unsync();
+        let body = Full::new(Bytes::from(form));
         let request = http::Request::post(&url)
             .header(
                 http::header::CONTENT_TYPE,
@@ -178,18 +176,12 @@ impl ArmTokenSource {
             .map_err(|e| format!("token request to {url}: {e}"))?;
         let started = Instant::now();
         // The host's own request to the authority the environment names:
-        // any address may be reached.
-        let connector = EgressConnector::shared();
-        let addrs = connector
-            .resolve(request.uri(), Reach::Any, None)
-            .await
-            .map_err(|e| format!("token request to {url}: {e:?}"))?;
-        let (response, io) = connector
-            .send(&addrs, request, None)
+        // any address may be reached, through the responder's proxies.
+        let client = EgressClient::host()?;
+        let response = client
+            .send(request, None)
             .await
             .map_err(|e| format!("token request to {url}: {e}"))?;
-        let io = Box::into_pin(io);
-        let driver = tokio::spawn(io);
         let status = response.status();
         let bytes = response
             .into_body()
@@ -197,7 +189,6 @@ impl ArmTokenSource {
             .await
             .map_err(|e| format!("token response from {url}: {e:?}"))?
             .to_bytes();
-        driver.abort();
         if !status.is_success() {
             return Err(format!(
                 "token request to {url} failed with {status}: {}",
@@ -287,6 +278,7 @@ impl EgressAuthorizer for ArmAuthorizer {
         &self,
         request: http::Request<WasiBody>,
         _memory: Arc<MemoryAccount>,
+        _scope: CallScope,
     ) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
@@ -298,9 +290,11 @@ impl EgressAuthorizer for ArmAuthorizer {
             self.authorize_parts(&mut parts)
                 .await
                 .map_err(AuthorizeError::Failed)?;
+            let signer = call.as_ref().map(|_| self.tokens.env.token_source());
             Ok(Authorized {
                 request: http::Request::from_parts(parts, body),
                 call,
+                signer,
             })
         })
     }

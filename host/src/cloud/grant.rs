@@ -7,9 +7,13 @@
 //! "ec2:CreateSnapshots"] }` (IAM action names, `*` wildcards allowed;
 //! a bare service, `"ec2"`, grants all its actions),
 //! `cloud = { azure = ["Microsoft.Compute/virtualMachines/read"] }` (ARM
-//! operations; `azure = "arm"` grants all of them).
+//! operations; `azure = "arm"` grants all of them). An AWS grant may name
+//! the role its calls are signed with, per target account:
+//! `assume_role = "arn:aws:iam::{account}:role/IRResponder"` (with
+//! `external_id`, `session_name`, `duration`).
 
 use std::fmt;
+use std::time::Duration;
 
 use super::actions::ActionList;
 
@@ -38,6 +42,8 @@ pub enum CloudGrant {
     Aws {
         services: Vec<String>,
         actions: ActionList,
+        /// The role the calls are signed with (none: the base identity).
+        role: Option<AssumeRole>,
     },
     /// A bearer token for Azure Resource Manager, for the listed
     /// operations only.
@@ -89,6 +95,7 @@ impl CloudGrant {
         Ok(CloudGrant::Aws {
             services,
             actions: ActionList::new(actions),
+            role: None,
         })
     }
 
@@ -134,6 +141,20 @@ impl CloudGrant {
         })
     }
 
+    /// Sign with `role` (AWS grants only).
+    pub fn with_role(self, role: AssumeRole) -> Result<CloudGrant, String> {
+        match self {
+            CloudGrant::Aws {
+                services, actions, ..
+            } => Ok(CloudGrant::Aws {
+                services,
+                actions,
+                role: Some(role),
+            }),
+            CloudGrant::Azure { .. } => Err("assume_role is for AWS grants".into()),
+        }
+    }
+
     /// The cloud: `aws` or `azure`.
     pub fn cloud(&self) -> &'static str {
         match self {
@@ -156,6 +177,141 @@ impl CloudGrant {
     }
 }
 
+/// The role a grant's calls are signed with: `arn` may hold `{account}`,
+/// the target's account (a target without one is signed by the base
+/// identity); a fixed ARN names one account for every target (a forensic
+/// or evidence account).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub arn: String,
+    pub external_id: Option<String>,
+    /// May hold `{case}`; default `irhost-{case}`.
+    pub session_name: Option<String>,
+    pub duration: Option<Duration>,
+}
+
+/// STS's bounds on a role session's length.
+const SESSION_LENGTH: std::ops::RangeInclusive<u64> = 900..=43_200;
+
+/// Characters STS accepts in session names and external ids.
+fn sts_chars(text: &str, extra: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) || extra.contains(c))
+}
+
+impl AssumeRole {
+    /// A role ARN (`arn:PARTITION:iam::ACCOUNT:role/NAME`, ACCOUNT 12
+    /// digits or `{account}`).
+    pub fn parse(arn: &str) -> Result<AssumeRole, String> {
+        let hint = "`arn:aws:iam::{account}:role/NAME` (or a fixed 12-digit account)";
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let [prefix, partition, "iam", "", account, resource] = parts.as_slice() else {
+            return Err(format!("`{arn}` is not an IAM role ARN: {hint}"));
+        };
+        let partitions = ["aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b"];
+        let name = resource.strip_prefix("role/").unwrap_or_default();
+        if *prefix != "arn"
+            || !partitions.contains(partition)
+            || name.is_empty()
+            || !sts_chars(name, "/")
+        {
+            return Err(format!("`{arn}` is not an IAM role ARN: {hint}"));
+        }
+        if *account != "{account}" && !is_account(account) {
+            return Err(format!(
+                "`{account}` in `{arn}` is not an account: 12 digits, or {{account}} for the target's"
+            ));
+        }
+        Ok(AssumeRole {
+            arn: arn.to_string(),
+            external_id: None,
+            session_name: None,
+            duration: None,
+        })
+    }
+
+    pub fn with_external_id(mut self, id: &str) -> Result<Self, String> {
+        if !(2..=1224).contains(&id.len()) || !sts_chars(id, ":/") {
+            return Err(format!(
+                "`{id}` is not an external id: 2 to 1224 of letters, digits and _+=,.@:/-"
+            ));
+        }
+        self.external_id = Some(id.to_string());
+        Ok(self)
+    }
+
+    pub fn with_session_name(mut self, name: &str) -> Result<Self, String> {
+        let bare = name.replace("{case}", "");
+        if name.len() > 64 || (bare.len() < 2 && !name.contains("{case}")) || !sts_chars(&bare, "")
+        {
+            return Err(format!(
+                "`{name}` is not a session name: 2 to 64 of letters, digits and _+=,.@- ({{case}} is the case id)"
+            ));
+        }
+        self.session_name = Some(name.to_string());
+        Ok(self)
+    }
+
+    pub fn with_duration(mut self, duration: Duration) -> Result<Self, String> {
+        if !SESSION_LENGTH.contains(&duration.as_secs()) {
+            return Err(format!(
+                "a role session lasts 15m to 12h, not {}",
+                humantime::format_duration(duration)
+            ));
+        }
+        self.duration = Some(duration);
+        Ok(self)
+    }
+
+    /// Whether the role depends on the target's account.
+    pub fn per_account(&self) -> bool {
+        self.arn.contains("{account}")
+    }
+
+    /// The role's ARN for a target in `account`: `Ok(None)` when the role
+    /// is per account and the target has none (the base identity signs).
+    /// An account that is not 12 digits is refused: it would change the
+    /// ARN (a hostile event's `accountId` must not name another role).
+    pub fn arn_for(&self, account: Option<&str>) -> Result<Option<String>, String> {
+        if !self.per_account() {
+            return Ok(Some(self.arn.clone()));
+        }
+        match account {
+            None => Ok(None),
+            Some(a) if is_account(a) => Ok(Some(self.arn.replace("{account}", a))),
+            Some(a) => Err(format!("the target's account `{a}` is not 12 digits")),
+        }
+    }
+
+    /// The session name of a call in `case` (STS's characters only, at
+    /// most 64).
+    pub fn session_name_for(&self, case: &str) -> String {
+        let template = self.session_name.as_deref().unwrap_or("irhost-{case}");
+        let name: String = template
+            .replace("{case}", case)
+            .chars()
+            .map(|c| {
+                if sts_chars(&c.to_string(), "") {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect();
+        if name.len() < 2 {
+            "irhost".into()
+        } else {
+            name
+        }
+    }
+}
+
+/// An AWS account id: 12 digits.
+pub fn is_account(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl fmt::Display for CloudGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.cloud(), self.actions())
@@ -169,7 +325,10 @@ mod tests {
     #[test]
     fn grants_name_known_services_and_actions_only() {
         let grant = CloudGrant::aws(&["ec2:DescribeInstances", "ec2:Create*", "s3"]).unwrap();
-        let CloudGrant::Aws { services, actions } = &grant else {
+        let CloudGrant::Aws {
+            services, actions, ..
+        } = &grant
+        else {
             panic!("{grant:?}")
         };
         assert_eq!(services, &["ec2", "s3"]);
@@ -199,5 +358,51 @@ mod tests {
         assert!(!azure.serves_provider("aws"));
         assert!(CloudGrant::azure_actions(&["virtualMachines/read"]).is_err());
         assert!(CloudGrant::azure_actions::<&str>(&[]).is_err());
+    }
+
+    #[test]
+    fn a_role_per_account_takes_only_a_12_digit_account() {
+        let role = AssumeRole::parse("arn:aws:iam::{account}:role/IRResponder").unwrap();
+        assert!(role.per_account());
+        assert_eq!(
+            role.arn_for(Some("111111111111")).unwrap().as_deref(),
+            Some("arn:aws:iam::111111111111:role/IRResponder")
+        );
+        assert_eq!(role.arn_for(None).unwrap(), None);
+        for hostile in ["1111", "111111111111:role/Admin#", "11111111111a", ""] {
+            assert!(role.arn_for(Some(hostile)).is_err(), "{hostile}");
+        }
+        let fixed = AssumeRole::parse("arn:aws:iam::999999999999:role/path/Forensics").unwrap();
+        assert_eq!(
+            fixed.arn_for(None).unwrap().as_deref(),
+            Some("arn:aws:iam::999999999999:role/path/Forensics")
+        );
+        for bad in [
+            "arn:aws:iam::1234:role/X",
+            "arn:aws:s3:::bucket",
+            "arn:aws:iam::{account}:user/X",
+            "arn:aws:iam::{account}:role/",
+            "role/X",
+            "arn:azure:iam::{account}:role/X",
+        ] {
+            assert!(AssumeRole::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn session_names_and_durations_are_within_sts_bounds() {
+        let role = AssumeRole::parse("arn:aws:iam::{account}:role/IR").unwrap();
+        assert_eq!(role.session_name_for("ir-2026/1"), "irhost-ir-2026-1");
+        let named = role.clone().with_session_name("resp-{case}").unwrap();
+        assert_eq!(named.session_name_for(&"x".repeat(100)).len(), 64);
+        assert!(role.clone().with_session_name("a b").is_err());
+        assert!(role.clone().with_session_name("x").is_err());
+        assert!(role.clone().with_duration(Duration::from_secs(60)).is_err());
+        assert!(role
+            .clone()
+            .with_duration(Duration::from_secs(3600))
+            .is_ok());
+        assert!(role.clone().with_external_id("x").is_err());
+        assert!(role.with_external_id("case-2026:ir/1").is_ok());
     }
 }

@@ -16,12 +16,18 @@ pub use grant::CloudGrant;
 
 use std::sync::Arc;
 
+use tokio::sync::OnceCell;
+
+use self::aws::credentials::AwsIdentities;
+use self::grant::AssumeRole;
 use crate::egress::{EgressAuthorizer, EgressPolicy, HostPattern};
 
 /// What the host's environment says about clouds, read once per process.
 pub struct CloudEnv {
-    pub aws: aws::AwsEnvironment,
-    aws_credentials: Arc<aws::AwsCredentialSource>,
+    /// Endpoints and region, from aws-config (environment and profile),
+    /// read when a playbook first needs AWS.
+    aws: OnceCell<aws::AwsEnvironment>,
+    aws_identities: Arc<AwsIdentities>,
     pub azure: azure::AzureEnvironment,
     azure_tokens: Arc<azure::ArmTokenSource>,
 }
@@ -30,8 +36,8 @@ impl CloudEnv {
     pub fn from_env() -> Self {
         let azure = azure::AzureEnvironment::from_env();
         CloudEnv {
-            aws: aws::AwsEnvironment::from_env(),
-            aws_credentials: Arc::new(aws::AwsCredentialSource::default_chain()),
+            aws: OnceCell::new(),
+            aws_identities: Arc::new(AwsIdentities::default_chain()),
             azure_tokens: Arc::new(azure::ArmTokenSource::new(azure.clone())),
             azure,
         }
@@ -40,11 +46,25 @@ impl CloudEnv {
     /// An environment with no cloud settings (unit tests, pure plugins).
     pub fn empty() -> Self {
         CloudEnv {
-            aws: aws::AwsEnvironment::default(),
-            aws_credentials: Arc::new(aws::AwsCredentialSource::default_chain()),
+            aws: OnceCell::new_with(Some(aws::AwsEnvironment::default())),
+            aws_identities: Arc::new(AwsIdentities::default_chain()),
             azure: azure::AzureEnvironment::default(),
             azure_tokens: Arc::new(azure::ArmTokenSource::new(Default::default())),
         }
+    }
+
+    /// The AWS environment (aws-config's endpoints and region).
+    pub async fn aws(&self) -> &aws::AwsEnvironment {
+        self.aws
+            .get_or_init(|| async {
+                aws::AwsEnvironment::from_sdk_config(self.aws_identities.sdk_config().await)
+            })
+            .await
+    }
+
+    /// The responder's AWS identities.
+    pub fn aws_identities(&self) -> &Arc<AwsIdentities> {
+        &self.aws_identities
     }
 
     /// What a plugin gets from the host for its cloud: exactly what the
@@ -52,7 +72,7 @@ impl CloudEnv {
     /// `default_hosts`: the playbook gave no `allow_hosts`, so the granted
     /// services' endpoints are allowed. No grant: nothing (no signer, no
     /// token, no hosts). The value says every change; the plan applies it.
-    pub fn binding(
+    pub async fn binding(
         &self,
         grant: Option<&CloudGrant>,
         default_hosts: bool,
@@ -60,15 +80,27 @@ impl CloudEnv {
     ) -> CloudBinding {
         let mut binding = match grant {
             None => CloudBinding::default(),
-            Some(CloudGrant::Aws { services, actions }) => {
-                self.aws_binding(services, actions, default_hosts, config)
+            Some(CloudGrant::Aws {
+                services,
+                actions,
+                role,
+            }) => {
+                let aws = self.aws().await;
+                let mut binding = self.aws_binding(aws, services, actions, default_hosts, config);
+                if let Some(signer) = binding.aws_signer.take() {
+                    binding.authorizer = Some(Arc::new(signer.assuming(role.clone())));
+                }
+                if let Some(role) = role {
+                    binding.notes.push(role_note(role));
+                }
+                binding
             }
             Some(CloudGrant::Azure { actions }) => self.azure_binding(actions, config),
         };
         if let Some(grant) = grant {
             binding.notes.push(actions_note(grant));
         }
-        binding.trusted_endpoints = self.environment_endpoints();
+        binding.trusted_endpoints = self.environment_endpoints().await;
         binding
     }
 
@@ -77,9 +109,12 @@ impl CloudEnv {
     /// `AZURE_RESOURCE_MANAGER_URL`): an allowed request to one of them may
     /// reach a loopback or private address (a local emulator, a VPC
     /// endpoint by its private name), as no other name may.
-    pub fn environment_endpoints(&self) -> Vec<HostPattern> {
-        let urls = self
-            .aws
+    pub async fn environment_endpoints(&self) -> Vec<HostPattern> {
+        let aws = match self.aws.get() {
+            Some(aws) => aws,
+            None => self.aws().await,
+        };
+        let urls = aws
             .endpoint_overrides
             .iter()
             .map(|(_, url)| url.as_str())
@@ -95,6 +130,7 @@ impl CloudEnv {
 
     fn aws_binding(
         &self,
+        aws: &aws::AwsEnvironment,
         services: &[String],
         actions: &ActionList,
         default_hosts: bool,
@@ -124,7 +160,7 @@ impl CloudEnv {
         let mut trusted = Vec::new();
         let object = config.as_object();
         for service in services {
-            let Some(url) = self.aws.endpoint_for(service) else {
+            let Some(url) = aws.endpoint_for(service) else {
                 continue;
             };
             let pattern = match endpoint_pattern(url) {
@@ -154,7 +190,7 @@ impl CloudEnv {
                 .entry("endpoint_url")
                 .or_insert_with(|| serde_json::Value::String(url.to_string()));
         }
-        if let (Some(config), Some(region)) = (object, &self.aws.region) {
+        if let (Some(config), Some(region)) = (object, &aws.region) {
             if !config.contains_key("region") {
                 binding
                     .config_patch
@@ -168,7 +204,7 @@ impl CloudEnv {
             .and_then(|r| r.as_str())
             .unwrap_or("us-east-1")
             .to_string();
-        let signer = aws::AwsSigner::new(self.aws_credentials.clone(), services, &region)
+        let signer = aws::AwsSigner::new(self.aws_identities.clone(), services, &region)
             .trusting(&trusted)
             .allowing(actions.clone());
         binding.notes.push(format!(
@@ -180,7 +216,7 @@ impl CloudEnv {
                 format!(" and to the environment's endpoint {}", trusted.join(", "))
             }
         ));
-        binding.authorizer = Some(Arc::new(signer));
+        binding.aws_signer = Some(signer);
         binding
     }
 
@@ -248,6 +284,32 @@ impl CloudEnv {
     }
 }
 
+/// The journal's words for a grant's role.
+fn role_note(role: &AssumeRole) -> String {
+    let mut note = if role.per_account() {
+        format!(
+            "calls for a target with an account are signed with the role {} assumed in that account (a target without one: the base identity)",
+            role.arn
+        )
+    } else {
+        format!(
+            "calls are signed with the role {} assumed from the base identity",
+            role.arn
+        )
+    };
+    if role.external_id.is_some() {
+        note.push_str(", with the grant's external id");
+    }
+    note.push_str(&format!(
+        ", session {}",
+        role.session_name.as_deref().unwrap_or("irhost-{case}")
+    ));
+    if let Some(d) = role.duration {
+        note.push_str(&format!(" for {}", humantime::format_duration(d)));
+    }
+    note
+}
+
 /// The journal's words for a grant's action list.
 fn actions_note(grant: &CloudGrant) -> String {
     let actions = grant.actions();
@@ -287,6 +349,8 @@ pub struct CloudBinding {
     pub allowed_hosts: Vec<HostPattern>,
     /// Signs or authorizes requests at the egress (SigV4, ARM token).
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    /// The AWS signer before the grant's role is applied.
+    aws_signer: Option<aws::AwsSigner>,
     /// Keys set in the plugin's config (never replacing the playbook's).
     pub config_patch: serde_json::Map<String, serde_json::Value>,
     /// Each change in words, for the journal.

@@ -1,36 +1,31 @@
-//! irhost's own connection to an allowed host: resolve the name, keep only
-//! the addresses the policy lets it reach, connect to an address that was
-//! checked (so a name cannot re-resolve elsewhere between check and use),
-//! TLS with irhost's rustls configuration (its crypto provider installed
-//! explicitly), HTTP/1.1 over hyper.
-//!
-//! One connection per request, like the wasi-http default it replaces;
-//! proxies, CA bundles and pooling belong here too.
+//! irhost's outbound HTTP client: [`EgressClient`], one per plugin binding
+//! (its policy decides which addresses its names may reach) and one for
+//! the host's own requests. HTTP/1.1 over hyper-util's pooled client
+//! (keep-alive, TLS sessions resumed), every connection opened by the
+//! [`Dialer`] (address checks, proxies, TLS), a bound on requests in
+//! flight, and the wasi-http timeouts of each request.
 
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use super::address::internal_class;
+use super::dialer::{DialError, Dialer, ReachRule};
+use super::network::{NetworkSettings, IDLE_TIMEOUT, MAX_IDLE_PER_HOST, MAX_IN_FLIGHT};
+use super::policy::EgressPolicy;
 
-/// Which resolved addresses a request may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
-    /// Public addresses only: a name allowed by a pattern.
-    Public,
-    /// Any address: an IP literal the policy names, the environment's own
-    /// endpoint, or a request of the host itself.
-    Any,
-}
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request on its way out.
+pub type OutboundBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Why a request did not reach its host.
 #[derive(Debug)]
@@ -38,103 +33,98 @@ pub enum ConnectFailure {
     /// The name resolves only to addresses the request may not reach: a
     /// denial, journaled like the policy's own.
     Refused(String),
-    /// Resolution, connection, TLS or HTTP failed.
+    /// Resolution, connection, proxy, TLS or HTTP failed.
     Failed(Error),
 }
 
-/// The response and the future that drives the rest of its connection.
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::Refused(reason) => write!(f, "refused: {reason}"),
+            ConnectFailure::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The response and the future that drives the rest of its connection
+/// (the pool's executor drives it, so the future has nothing left to do).
 pub type Sent = (
     http::Response<WasiBody>,
     Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
 );
 
-/// How outbound requests are made; one per process.
-pub struct EgressConnector {
-    tls: tokio_rustls::TlsConnector,
-}
-
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
-impl EgressConnector {
-    /// The process's connector: rustls with the `ring` provider and the
-    /// Mozilla root certificates.
-    pub fn shared() -> &'static EgressConnector {
-        static SHARED: OnceLock<EgressConnector> = OnceLock::new();
-        SHARED.get_or_init(EgressConnector::new)
-    }
+/// A pooled outbound client.
+pub struct EgressClient {
+    client: Client<Dialer, OutboundBody>,
+    network: &'static NetworkSettings,
+    rule: ReachRule,
+    in_flight: Semaphore,
+}
 
-    fn new() -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+impl EgressClient {
+    fn new(rule: ReachRule) -> Result<EgressClient, String> {
+        let network = NetworkSettings::shared()?;
+        let dialer = Dialer {
+            network,
+            rule: rule.clone(),
         };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the ring provider supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        EgressConnector {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+            .build(dialer);
+        Ok(EgressClient {
+            client,
+            network,
+            rule,
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+        })
+    }
+
+    /// The client of one plugin binding: its names reach only what
+    /// `policy` lets them (see [`EgressPolicy::reach`]).
+    pub fn for_plugin(policy: Arc<EgressPolicy>) -> Result<EgressClient, String> {
+        Self::new(ReachRule::Plugin(policy))
+    }
+
+    /// The client of the host's own requests (credential chains, token
+    /// fetches): any address, through the same proxies and TLS trust.
+    pub fn host() -> Result<&'static EgressClient, String> {
+        static HOST: OnceLock<Result<EgressClient, String>> = OnceLock::new();
+        HOST.get_or_init(|| EgressClient::new(ReachRule::Host))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The plugin's policy (`None` for the host's client).
+    pub fn policy(&self) -> Option<&EgressPolicy> {
+        match &self.rule {
+            ReachRule::Plugin(policy) => Some(policy),
+            ReachRule::Host => None,
         }
     }
 
-    /// The addresses a request to `uri` may connect to, in resolver order.
-    pub async fn resolve(
-        &self,
-        uri: &http::Uri,
-        reach: Reach,
-        options: Option<RequestOptions>,
-    ) -> Result<Vec<SocketAddr>, ConnectFailure> {
-        let host = uri
-            .host()
-            .ok_or(ConnectFailure::Failed(Error::HttpRequestUriInvalid))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            // The policy allowed a literal only by an entry naming it.
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let timeout = connect_timeout(options);
-        let resolved: Vec<SocketAddr> =
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-                Err(_) => return Err(ConnectFailure::Failed(Error::DnsTimeout)),
-                Ok(Err(e)) => {
-                    return Err(ConnectFailure::Failed(Error::DnsError {
-                        rcode: Some(e.to_string()),
-                        info_code: None,
-                    }))
-                }
-                Ok(Ok(addrs)) => addrs.collect(),
-            };
-        if reach == Reach::Any {
-            return Ok(resolved);
-        }
-        let (public, internal): (Vec<_>, Vec<_>) = resolved
-            .into_iter()
-            .partition(|a| internal_class(a.ip()).is_none());
-        if public.is_empty() && !internal.is_empty() {
-            let list: Vec<String> = internal
-                .iter()
-                .map(|a| format!("{} ({})", a.ip(), internal_class(a.ip()).unwrap_or("")))
-                .collect();
-            return Err(ConnectFailure::Refused(format!(
-                "{host} resolves to {}: a name reaches a loopback, link-local or private address only when it is the environment's endpoint; allow the address itself to reach it",
-                list.join(", ")
-            )));
-        }
-        Ok(public)
+    pub fn network(&self) -> &'static NetworkSettings {
+        self.network
     }
 
-    /// Send `request` over a new connection to the first of `addrs` that
-    /// accepts one.
-    pub async fn send(
+    /// Send `request` (an absolute URI) and wait for the response headers,
+    /// within the request's connect + first-byte timeouts; the body then
+    /// fails when no frame arrives within the between-bytes timeout.
+    pub async fn send<B>(
         &self,
-        addrs: &[SocketAddr],
-        mut request: http::Request<WasiBody>,
+        mut request: http::Request<B>,
         options: Option<RequestOptions>,
-    ) -> Result<Sent, Error> {
-        let connect = connect_timeout(options);
+    ) -> Result<http::Response<TimedBody>, ConnectFailure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let connect = options
+            .and_then(|o| o.connect_timeout)
+            .unwrap_or(self.network.connect_timeout);
         let first_byte = options
             .and_then(|o| o.first_byte_timeout)
             .unwrap_or(DEFAULT_TIMEOUT);
@@ -142,108 +132,94 @@ impl EgressConnector {
             .and_then(|o| o.between_bytes_timeout)
             .unwrap_or(DEFAULT_TIMEOUT)
             .max(Duration::from_nanos(1));
-        let uri = request.uri().clone();
-        let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
-        let tcp = tokio::time::timeout(connect, connect_first(addrs))
-            .await
-            .map_err(|_| Error::ConnectionTimeout)?
-            .map_err(Error::Connect)?;
-        let stream: Box<dyn Stream> = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-            let name = server_name(host)?;
-            let tls = tokio::time::timeout(connect, self.tls.connect(name, tcp))
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-                .map_err(Error::Tls)?;
-            Box::new(tls)
-        } else {
-            Box::new(tcp)
-        };
-        let (mut sender, connection) = tokio::time::timeout(
-            connect,
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)),
-        )
-        .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-        // The request line carries only the path: the authority is in Host.
-        *request.uri_mut() = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse()
-            .map_err(|_| Error::HttpRequestUriInvalid)?;
-        let mut connection = Box::pin(connection);
-        let mut response = Box::pin(tokio::time::timeout(
-            first_byte,
-            sender.send_request(request),
-        ));
-        // Drive the connection while the response is awaited; if it ends
-        // first, the response is complete or the connection failed.
-        let mut finished = false;
-        let response = tokio::select! {
-            biased;
-            r = &mut response => r,
-            c = &mut connection => {
-                finished = true;
-                c?;
-                response.await
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            // Plain HTTP through a proxy carries the proxy's credentials.
+            if let Some(auth) = self
+                .network
+                .proxies
+                .route(request.uri())
+                .and_then(|r| r.auth)
+            {
+                request
+                    .headers_mut()
+                    .insert(http::header::PROXY_AUTHORIZATION, auth);
             }
         }
-        .map_err(|_| Error::ConnectionReadTimeout)??;
-        let response = response.map(|incoming| {
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        let permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| ConnectFailure::Failed(Error::ConnectionLimitReached))?;
+        let response = tokio::time::timeout(connect + first_byte, self.client.request(request))
+            .await
+            .map_err(|_| ConnectFailure::Failed(Error::ConnectionReadTimeout))?
+            .map_err(failure)?;
+        drop(permit);
+        Ok(response.map(|incoming| {
             let mut timeout = tokio::time::interval(between_bytes);
             timeout.reset();
-            TimedBody { incoming, timeout }.boxed_unsync()
-        });
-        let io = async move {
-            if finished {
-                return Ok(());
-            }
-            connection.await.map_err(|e| {
-                if e.is_timeout() {
-                    Error::HttpResponseTimeout
-                } else {
-                    Error::from(e)
+            TimedBody { incoming, timeout }
+        }))
+    }
+
+    /// [`Self::send`] for the wasi-http hook.
+    pub async fn send_wasi(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<Sent, ConnectFailure> {
+        let response = self.send(request, options).await?;
+        let done: Box<dyn std::future::Future<Output = Result<(), Error>> + Send> =
+            Box::new(async { Ok(()) });
+        Ok((response.map(BodyExt::boxed_unsync), done))
+    }
+}
+
+/// The wasi-http error of a failed request.
+fn failure(e: hyper_util::client::legacy::Error) -> ConnectFailure {
+    use std::error::Error as _;
+    let mut source = e.source();
+    while let Some(cause) = source {
+        if let Some(dial) = cause.downcast_ref::<DialError>() {
+            return match dial {
+                DialError::Refused(reason) => ConnectFailure::Refused(reason.clone()),
+                DialError::Timeout => ConnectFailure::Failed(Error::ConnectionTimeout),
+                DialError::Dns(message) => ConnectFailure::Failed(Error::DnsError {
+                    rcode: Some(message.clone()),
+                    info_code: None,
+                }),
+                DialError::Connect(io) => ConnectFailure::Failed(Error::Connect(
+                    std::io::Error::new(io.kind(), io.to_string()),
+                )),
+                DialError::Tls(io) => ConnectFailure::Failed(Error::Tls(std::io::Error::new(
+                    io.kind(),
+                    io.to_string(),
+                ))),
+                DialError::Proxy(message) => {
+                    ConnectFailure::Failed(Error::InternalError(Some(message.clone())))
                 }
-            })
-        };
-        Ok((response, Box::new(io)))
-    }
-}
-
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
-
-fn connect_timeout(options: Option<RequestOptions>) -> Duration {
-    options
-        .and_then(|o| o.connect_timeout)
-        .unwrap_or(DEFAULT_TIMEOUT)
-}
-
-async fn connect_first(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = Some(e),
+            };
         }
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return ConnectFailure::Failed(if hyper.is_timeout() {
+                Error::HttpResponseTimeout
+            } else if hyper.is_incomplete_message() {
+                Error::HttpResponseIncomplete
+            } else if hyper.is_closed() || hyper.is_canceled() {
+                Error::ConnectionTerminated
+            } else {
+                Error::InternalError(Some(hyper.to_string()))
+            });
+        }
+        source = cause.source();
     }
-    Err(last.unwrap_or_else(|| std::io::Error::other("the name resolved to no address")))
-}
-
-fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, Error> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(ip.into());
-    }
-    rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| Error::DnsError {
-        rcode: Some(format!("invalid DNS name: {e}")),
-        info_code: None,
-    })
+    ConnectFailure::Failed(Error::InternalError(Some(e.to_string())))
 }
 
 /// A response body that fails when no frame arrives within the
 /// between-bytes timeout.
-struct TimedBody {
+pub struct TimedBody {
     incoming: hyper::body::Incoming,
     timeout: tokio::time::Interval,
 }

@@ -1,6 +1,7 @@
 //! The wasi-http hook of one sandboxed call: the allow list's decision,
-//! the connector's address check, the authorizer (signer), then the
-//! request leaves; every denial is reported as data.
+//! the authorizer (action check, signing), then the plugin's pooled client
+//! sends it, whose dialer checks the addresses a new connection goes to;
+//! every denial is reported as data.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use std::time::Instant;
 
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::connector::{self, ConnectFailure, EgressConnector};
+use super::connector::{self, ConnectFailure, EgressClient};
 use super::memory::MemoryAccount;
-use super::policy::{EgressDecision, EgressPolicy};
+use super::policy::EgressDecision;
 
 /// A request the policy refused, as data for the journal.
 #[derive(Debug, Clone)]
@@ -33,10 +34,21 @@ pub struct ApiCall {
     pub resource: Option<String>,
 }
 
+/// Whom a call acts for, from the run and its target (never from the
+/// plugin): the case, and the target's cloud account, which selects the
+/// role a grant names.
+#[derive(Debug, Clone, Default)]
+pub struct CallScope {
+    pub case_id: String,
+    pub account: Option<String>,
+}
+
 /// One authorized cloud call and how it ended, for the journal.
 #[derive(Debug, Clone)]
 pub struct CloudCall {
     pub call: ApiCall,
+    /// Whose credentials signed it.
+    pub signer: Option<String>,
     /// The HTTP status; `None` when no response arrived.
     pub status: Option<u16>,
     pub duration_ms: u64,
@@ -59,6 +71,8 @@ pub struct Authorized {
     /// The API action, when the request goes to the cloud with the
     /// responder's credentials.
     pub call: Option<ApiCall>,
+    /// Whose credentials they are (the role, the base identity).
+    pub signer: Option<String>,
 }
 
 /// Why an authorizer did not pass a request on.
@@ -78,11 +92,12 @@ pub type AuthorizeFuture<'a> = std::pin::Pin<
 /// credential signer); it runs only for requests the policy allowed.
 pub trait EgressAuthorizer: Send + Sync {
     /// `memory`: the call's budget, against which a body the authorizer
-    /// buffers is counted.
+    /// buffers is counted; `scope`: whom the call acts for.
     fn authorize(
         &self,
         request: http::Request<WasiBody>,
         memory: Arc<MemoryAccount>,
+        scope: CallScope,
     ) -> AuthorizeFuture<'_>;
 }
 
@@ -117,26 +132,30 @@ type Report = Arc<dyn Fn(EgressEvent) + Send + Sync>;
 
 /// The wasi-http hook of one sandboxed call.
 pub struct PluginEgress {
-    policy: Arc<EgressPolicy>,
+    client: Arc<EgressClient>,
     authorizer: Option<Arc<dyn EgressAuthorizer>>,
     report: Report,
     budget: Arc<EgressBudget>,
     memory: Arc<MemoryAccount>,
+    scope: CallScope,
 }
 
 impl PluginEgress {
+    /// `client`: the plugin binding's client, whose policy decides.
     pub fn new(
-        policy: Arc<EgressPolicy>,
+        client: Arc<EgressClient>,
         authorizer: Option<Arc<dyn EgressAuthorizer>>,
         report: Box<dyn Fn(EgressEvent) + Send + Sync>,
         memory: Arc<MemoryAccount>,
+        scope: CallScope,
     ) -> Self {
         PluginEgress {
-            policy,
+            client,
             authorizer,
             report: Arc::from(report),
             budget: Arc::default(),
             memory,
+            scope,
         }
     }
 
@@ -208,30 +227,28 @@ impl WasiHttpHooks for PluginEgress {
                 "the call made more than {MAX_REQUESTS_PER_CALL} requests"
             ))
         } else {
-            self.policy.decide(request.uri())
+            match self.client.policy() {
+                Some(policy) => policy.decide(request.uri()),
+                None => EgressDecision::Deny("no plugin policy".into()),
+            }
         };
         if let EgressDecision::Deny(reason) = decision {
             return Box::new(async move { deny(&report, &budget, request, reason).await });
         }
-        let reach = self.policy.reach(request.uri());
+        let client = self.client.clone();
         let authorizer = self.authorizer.clone();
         let memory = self.memory.clone();
+        let scope = self.scope.clone();
         Box::new(async move {
-            let connector = EgressConnector::shared();
-            // Resolve and check before signing: a refused request is never
-            // signed.
-            let addrs = match connector.resolve(request.uri(), reach, options).await {
-                Ok(addrs) => addrs,
-                Err(ConnectFailure::Refused(reason)) => {
-                    return deny(&report, &budget, request, reason).await
-                }
-                Err(ConnectFailure::Failed(e)) => return Err(e),
-            };
             let (method, url) = (request.method().to_string(), request.uri().to_string());
-            let (request, call) = match authorizer {
-                None => (request, None),
-                Some(authorizer) => match authorizer.authorize(request, memory).await {
-                    Ok(Authorized { request, call }) => (request, call),
+            let (request, call, signer) = match authorizer {
+                None => (request, None, None),
+                Some(authorizer) => match authorizer.authorize(request, memory, scope).await {
+                    Ok(Authorized {
+                        request,
+                        call,
+                        signer,
+                    }) => (request, call, signer),
                     Err(AuthorizeError::Denied(reason)) => {
                         report_denial(
                             &report,
@@ -245,18 +262,48 @@ impl WasiHttpHooks for PluginEgress {
                         return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                     }
                     Err(AuthorizeError::Failed(e)) => {
+                        // Journaled as a refusal: the record says why (a
+                        // role that cannot be assumed, no credentials).
                         tracing::warn!(error = %e, "could not authorize an allowed request");
+                        report_denial(
+                            &report,
+                            &budget,
+                            EgressDenial {
+                                method,
+                                url,
+                                reason: format!("not sent: {e}"),
+                            },
+                        );
                         return Err(wasmtime_wasi_http::Error::InternalError(Some(e)));
                     }
                 },
             };
             let started = Instant::now();
-            let sent = connector.send(&addrs, request, options).await;
+            // A new connection's addresses are checked by the dialer; a
+            // refusal there is a denial (the request, signed or not, never
+            // left the process).
+            let sent = match client.send_wasi(request, options).await {
+                Ok(sent) => Ok(sent),
+                Err(ConnectFailure::Refused(reason)) => {
+                    report_denial(
+                        &report,
+                        &budget,
+                        EgressDenial {
+                            method,
+                            url,
+                            reason,
+                        },
+                    );
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                }
+                Err(ConnectFailure::Failed(e)) => Err(e),
+            };
             if let Some(call) = call {
                 let duration_ms = started.elapsed().as_millis() as u64;
                 report(EgressEvent::Call(match &sent {
                     Ok((response, _)) => CloudCall {
                         call,
+                        signer,
                         status: Some(response.status().as_u16()),
                         duration_ms,
                         request_id: request_id(response.headers()),
@@ -264,6 +311,7 @@ impl WasiHttpHooks for PluginEgress {
                     },
                     Err(e) => CloudCall {
                         call,
+                        signer,
                         status: None,
                         duration_ms,
                         request_id: None,

@@ -5,7 +5,8 @@
 //! wasi-http hook that consults it for every request, reports denials as
 //! [`EgressDenial`] data (the plugin sees `HttpRequestDenied`, the journal
 //! gets a record) and sends allowed requests through irhost's own
-//! [`connector`], which resolves the name first: a name allowed by pattern
+//! [`connector`] (pooled, through the responder's proxies and CA bundles),
+//! whose [`dialer`] resolves each name first: a name allowed by pattern
 //! never reaches a loopback, link-local (the metadata services) or private
 //! address unless it is the environment's own endpoint
 //! ([`EgressPolicy::trust_endpoint`]); an IP literal is reached only through
@@ -13,14 +14,20 @@
 
 pub mod address;
 pub mod connector;
+pub mod dialer;
 pub mod hook;
 pub mod memory;
+pub mod network;
 pub mod policy;
+pub mod proxy;
+pub mod tls;
 
-pub use connector::{ConnectFailure, EgressConnector, Reach};
+pub use connector::{ConnectFailure, EgressClient, OutboundBody};
+pub use dialer::Reach;
 pub use hook::{
-    ApiCall, AuthorizeError, Authorized, CloudCall, EgressAuthorizer, EgressBudget, EgressDenial,
-    EgressEvent, PluginEgress,
+    ApiCall, AuthorizeError, Authorized, CallScope, CloudCall, EgressAuthorizer, EgressBudget,
+    EgressDenial, EgressEvent, PluginEgress,
 };
 pub use memory::MemoryAccount;
+pub use network::NetworkSettings;
 pub use policy::{EgressDecision, EgressPolicy, HostPattern};

@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::connector::Reach;
+use super::dialer::Reach;
 
 /// One `allow_hosts` entry, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]

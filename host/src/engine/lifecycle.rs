@@ -113,7 +113,7 @@ fn journal_start(
             name: plugin.info.name.clone(),
             version: plugin.info.version.clone(),
             allow_hosts: plugin
-                .egress
+                .egress()
                 .patterns()
                 .iter()
                 .map(ToString::to_string)

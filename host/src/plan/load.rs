@@ -30,8 +30,18 @@ pub async fn load_plugins(
                     problems.push(problem);
                     continue;
                 }
-                let binding = cloud.binding(spec.grant.as_ref(), spec.default_hosts, &plugin.config);
-                plugin.egress = Arc::new(binding.egress(&plugin.egress));
+                let binding = cloud
+                    .binding(spec.grant.as_ref(), spec.default_hosts, &plugin.config)
+                    .await;
+                if let Err(e) = plugin.set_egress(binding.egress(plugin.egress())) {
+                    problems.push(playbook.source.diagnostic(
+                        spec.path_span.clone(),
+                        &format!("plugins.{name}"),
+                        format!("{e:#}"),
+                        None,
+                    ));
+                    continue;
+                }
                 plugin.config = binding.config(&plugin.config);
                 plugin.authorizer = binding.authorizer;
                 plugin.notes = binding.notes;

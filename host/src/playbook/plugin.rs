@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::raw::{RawGrant, RawPlugin};
 use super::spec::PluginSpec;
+use crate::cloud::grant::AssumeRole;
 use crate::cloud::CloudGrant;
 use crate::diagnostics::{parse_duration, table_to_json, Diagnostic, SourceMap};
 use crate::digest::is_sha256;
@@ -172,6 +173,7 @@ fn grant(
         )),
         (None, None) => Err((raw.span(), field.to_string(), "an empty grant".into())),
     };
+    let checked = checked.and_then(|grant| with_role(field, raw, grant));
     match checked {
         Ok(grant) => Some(grant),
         Err((span, field, message)) => {
@@ -179,4 +181,57 @@ fn grant(
             None
         }
     }
+}
+
+type Located = (Range<usize>, String, String);
+
+/// The grant with its `assume_role` (and the role's settings), checked.
+fn with_role(
+    field: &str,
+    raw: &toml::Spanned<RawGrant>,
+    grant: CloudGrant,
+) -> Result<CloudGrant, Located> {
+    let g = raw.get_ref();
+    let at =
+        |s: &toml::Spanned<String>, name: &str, e: String| (s.span(), format!("{field}.{name}"), e);
+    let Some(arn) = &g.assume_role else {
+        let stray = [
+            ("external_id", &g.external_id),
+            ("session_name", &g.session_name),
+            ("duration", &g.duration),
+        ];
+        if let Some((name, Some(value))) = stray.into_iter().find(|(_, v)| v.is_some()) {
+            return Err(at(
+                value,
+                name,
+                format!("{name} is a setting of assume_role, which the grant does not name"),
+            ));
+        }
+        return Ok(grant);
+    };
+    if grant.cloud() != "aws" {
+        return Err(at(
+            arn,
+            "assume_role",
+            "assume_role is for AWS grants".into(),
+        ));
+    }
+    let mut role = AssumeRole::parse(arn.get_ref()).map_err(|e| at(arn, "assume_role", e))?;
+    if let Some(id) = &g.external_id {
+        role = role
+            .with_external_id(id.get_ref())
+            .map_err(|e| at(id, "external_id", e))?;
+    }
+    if let Some(name) = &g.session_name {
+        role = role
+            .with_session_name(name.get_ref())
+            .map_err(|e| at(name, "session_name", e))?;
+    }
+    if let Some(d) = &g.duration {
+        let duration = parse_duration(d.get_ref()).map_err(|e| at(d, "duration", e))?;
+        role = role
+            .with_duration(duration)
+            .map_err(|e| at(d, "duration", e))?;
+    }
+    grant.with_role(role).map_err(|e| at(arn, "assume_role", e))
 }

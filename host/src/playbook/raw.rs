@@ -73,6 +73,16 @@ pub(super) struct RawGrant {
     pub(super) aws: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(super) azure: Option<Spanned<toml::Value>>,
+    /// `arn:aws:iam::{account}:role/NAME`: the role AWS calls are signed
+    /// with, in the target's account.
+    #[serde(default)]
+    pub(super) assume_role: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) external_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) session_name: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) duration: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,7 +23,10 @@ use wasmtime::{
 };
 
 use crate::egress::hook::MAX_DENIAL_RECORDS;
-use crate::egress::{EgressAuthorizer, EgressEvent, EgressPolicy, MemoryAccount, PluginEgress};
+use crate::egress::{
+    CallScope, EgressAuthorizer, EgressClient, EgressEvent, EgressPolicy, MemoryAccount,
+    PluginEgress,
+};
 use crate::events::RunEvent;
 pub use action::Action;
 use bindings::{
@@ -93,7 +96,8 @@ pub struct LoadedPlugin {
     pub world: PluginWorld,
     pub info: PluginInfo,
     pub limits: PluginLimits,
-    pub egress: Arc<EgressPolicy>,
+    /// The plugin's pooled client, whose policy decides its egress.
+    egress: Arc<EgressClient>,
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
     pub config: serde_json::Value,
     pub cache: CacheOutcome,
@@ -308,7 +312,9 @@ impl PluginRuntime {
                 actions: Vec::new(),
             },
             limits: source.limits,
-            egress: Arc::new(source.egress),
+            egress: Arc::new(
+                EgressClient::for_plugin(Arc::new(source.egress)).map_err(anyhow::Error::msg)?,
+            ),
             authorizer: source.authorizer,
             config: source.config,
             cache,
@@ -351,6 +357,21 @@ impl PluginRuntime {
 }
 
 impl LoadedPlugin {
+    /// The policy of the plugin's egress.
+    pub fn egress(&self) -> &EgressPolicy {
+        self.egress
+            .policy()
+            .expect("a plugin's client has the plugin's policy")
+    }
+
+    /// Replace the plugin's egress policy (and with it its client, so no
+    /// pooled connection outlives the policy it was opened under).
+    pub fn set_egress(&mut self, policy: EgressPolicy) -> anyhow::Result<()> {
+        self.egress =
+            Arc::new(EgressClient::for_plugin(Arc::new(policy)).map_err(anyhow::Error::msg)?);
+        Ok(())
+    }
+
     /// The action's entry in `describe`, if the plugin supports it.
     pub fn action(&self, name: &str) -> Option<&bindings::ActionInfo> {
         self.info.actions.iter().find(|a| a.name == name)
@@ -398,10 +419,15 @@ impl LoadedPlugin {
                         duration_ms: call.duration_ms,
                         request_id: call.request_id,
                         error: call.error,
+                        signer: call.signer,
                     },
                 })
             }),
             memory.clone(),
+            CallScope {
+                case_id: invocation.call.case_id.clone(),
+                account: invocation.target.account.clone(),
+            },
         );
         let budget = egress.budget();
         let cpu_ticks = (self.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;

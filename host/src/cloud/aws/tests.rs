@@ -1,5 +1,9 @@
 //! Unit tests of the SigV4 signer: published vectors, scopes, grants.
 
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+
 use super::*;
 
 fn vector_signer() -> AwsSigner {
@@ -12,7 +16,7 @@ fn vector_signer() -> AwsSigner {
         "test-suite",
     );
     AwsSigner::new(
-        Arc::new(AwsCredentialSource::fixed(credentials)),
+        Arc::new(AwsIdentities::fixed(credentials)),
         &["service"],
         "us-east-1",
     )
@@ -35,7 +39,10 @@ async fn sign(
         builder = builder.header(*k, *v);
     }
     let mut request = builder.body(Bytes::from(body.to_string())).unwrap();
-    vector_signer().sign(&mut request).await.unwrap();
+    vector_signer()
+        .sign(&mut request, &CallScope::default())
+        .await
+        .unwrap();
     request
 }
 
@@ -152,7 +159,7 @@ fn scope_comes_from_the_host() {
 #[test]
 fn only_granted_services_and_the_environment_endpoint_are_signed() {
     let signer = AwsSigner::new(
-        Arc::new(AwsCredentialSource::fixed(Credentials::new(
+        Arc::new(AwsIdentities::fixed(Credentials::new(
             "AKID", "secret", None, None, "test",
         ))),
         &["ec2"],
