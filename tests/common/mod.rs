@@ -5,6 +5,7 @@
 
 pub mod fake_arm;
 pub mod moto;
+pub mod net;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
