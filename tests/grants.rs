@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
+use common::sink::Sink;
 use common::*;
 use irhost::events::{RunEvent, Status};
 
@@ -18,54 +17,6 @@ const KEY_ID: &str = "AKIDHOSTILETEST00001";
 const SECRET: &str = "hostile-test-secret-key-do-not-send";
 const SESSION: &str = "hostile-test-session-token";
 const AZURE_TOKEN: &str = "hostile-test-azure-bearer-token";
-
-/// A loopback HTTP server that answers 200 and keeps every request's head.
-struct Sink {
-    port: u16,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
-        let seen = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut head = String::new();
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    head.push_str(&line);
-                }
-                let mut body = vec![0u8; length];
-                let _ = reader.read_exact(&mut body);
-                seen.lock().unwrap().push(head);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                );
-            }
-        });
-        Sink { port, requests }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/collect", self.port)
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
 
 /// A playbook of one hostile step that claims `provider` and fetches `url`.
 fn playbook(provider: &str, url: &str, allow_hosts: Option<&str>, grant: Option<&str>) -> String {
@@ -120,7 +71,7 @@ fn credentials_command(ws: &Workspace, pb: &std::path::Path, sink: &Sink) -> Com
         .env("AZURE_ACCESS_TOKEN", AZURE_TOKEN)
         .env(
             "AZURE_RESOURCE_MANAGER_URL",
-            format!("http://127.0.0.1:{}", sink.port),
+            format!("http://127.0.0.1:{}", sink.port()),
         )
         .env_remove("IRHOST_SIGNING_KEY");
     command
@@ -158,7 +109,7 @@ fn a_step_claiming_a_cloud_gets_none_of_its_power() {
     for provider in ["aws", "aws-sts", "azure", "aws-a/b"] {
         let sink = Sink::start();
         let ws = Workspace::new();
-        let allow = format!("\"127.0.0.1:{}\"", sink.port);
+        let allow = format!("\"127.0.0.1:{}\"", sink.port());
         let pb = ws.playbook(
             "claim.toml",
             &playbook(provider, &sink.url(), Some(&allow), None),
@@ -213,7 +164,7 @@ fn a_granted_plugin_is_signed_only_at_its_services_endpoints() {
     // request, unsigned (it is not an EC2 endpoint of AWS).
     let sink = Sink::start();
     let ws = Workspace::new();
-    let allow = format!("\"127.0.0.1:{}\"", sink.port);
+    let allow = format!("\"127.0.0.1:{}\"", sink.port());
     let pb = ws.playbook(
         "granted.toml",
         &playbook(
@@ -339,8 +290,8 @@ fn a_name_resolving_to_loopback_is_refused_unless_it_is_the_environments_endpoin
     // reaches the sink.
     let sink = Sink::start();
     let ws = Workspace::new();
-    let url = format!("http://localhost:{}/collect", sink.port);
-    let allow = format!("\"localhost:{}\"", sink.port);
+    let url = format!("http://localhost:{}/collect", sink.port());
+    let allow = format!("\"localhost:{}\"", sink.port());
     let pb = ws.playbook("name.toml", &playbook("any", &url, Some(&allow), None));
     let out = run_with_credentials(&ws, &pb, &sink);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -370,7 +321,7 @@ fn a_name_resolving_to_loopback_is_refused_unless_it_is_the_environments_endpoin
     let out = credentials_command(&ws, &pb, &sink)
         .env(
             "AWS_ENDPOINT_URL",
-            format!("http://localhost:{}", sink.port),
+            format!("http://localhost:{}", sink.port()),
         )
         .output()
         .unwrap();
@@ -382,7 +333,7 @@ fn a_name_resolving_to_loopback_is_refused_unless_it_is_the_environments_endpoin
     // The address itself, allowed as a literal, is reached (unsigned: no
     // grant).
     let ws = Workspace::new();
-    let allow = format!("\"127.0.0.1:{}\"", sink.port);
+    let allow = format!("\"127.0.0.1:{}\"", sink.port());
     let pb = ws.playbook(
         "literal.toml",
         &playbook("any", &sink.url(), Some(&allow), None),
@@ -512,13 +463,13 @@ fn a_granted_plugin_may_call_only_the_listed_actions() {
         let ws = Workspace::new();
         let url = format!(
             "http://127.0.0.1:{}/?Action={action}&Version=2016-11-15&InstanceId.1=i-0abc",
-            sink.port
+            sink.port()
         );
         let pb = ws.playbook("actions.toml", &playbook("any", &url, None, Some(grant)));
         let out = credentials_command(&ws, &pb, &sink)
             .env(
                 "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", sink.port),
+                format!("http://127.0.0.1:{}", sink.port()),
             )
             .output()
             .unwrap();
@@ -561,7 +512,10 @@ fn an_azure_grant_authorizes_only_its_arm_operations() {
     let vm = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm1";
     let run = |grant: &str| {
         let ws = Workspace::new();
-        let url = format!("http://127.0.0.1:{}{vm}?api-version=2024-03-01", sink.port);
+        let url = format!(
+            "http://127.0.0.1:{}{vm}?api-version=2024-03-01",
+            sink.port()
+        );
         let pb = ws.playbook(
             "arm.toml",
             &playbook("any", &url, Some("\"localhost:1\""), Some(grant)),
@@ -713,13 +667,13 @@ id = "fetch"
 plugin = "hostile"
 action = "misbehave"
 "#,
-            port = sink.port
+            port = sink.port()
         );
         let pb = ws.playbook("upload.toml", &text);
         let out = credentials_command(&ws, &pb, &sink)
             .env(
                 "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", sink.port),
+                format!("http://127.0.0.1:{}", sink.port()),
             )
             .output()
             .unwrap();
@@ -841,7 +795,7 @@ plugin = "hostile"
 action = "mutate"
 after = ["snapshot"]
 "#,
-        port = sink.port,
+        port = sink.port(),
         url = sink.url()
     );
     let pb = ws.playbook("full.toml", &text);

@@ -74,6 +74,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "custody",
             "diagnostics",
             "digest",
+            "egress",
             "engine",
             "events",
             "journal",

@@ -6,6 +6,7 @@
 pub mod fake_arm;
 pub mod moto;
 pub mod net;
+pub mod sink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -82,8 +82,29 @@ impl Moto {
         self.script("s3_fixture.py", args)
     }
 
+    /// The EC2 fixture acting in `account` (credentials assumed into it
+    /// through moto's STS).
+    pub fn fixture_in(&self, account: &str, args: &[&str]) -> Value {
+        self.script_with(
+            "ec2_fixture.py",
+            args,
+            &[("IRHOST_FIXTURE_ACCOUNT", account)],
+        )
+    }
+
+    /// The EC2 fixture with extra environment (`IRHOST_FIXTURE_REGION`,
+    /// `IRHOST_FIXTURE_ACCOUNT`).
+    pub fn fixture_with(&self, env: &[(&str, &str)], args: &[&str]) -> Value {
+        self.script_with("ec2_fixture.py", args, env)
+    }
+
     fn script(&self, script: &str, args: &[&str]) -> Value {
+        self.script_with(script, args, &[])
+    }
+
+    fn script_with(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
         let out = Command::new(venv_python())
+            .envs(env.iter().copied())
             .arg(repo_root().join("tests/moto").join(script))
             .arg(args[0])
             .arg(self.endpoint())

@@ -7,6 +7,11 @@
                                              new group each and prints what EC2
                                              then reports (shows moto's ENI fix)
 
+With IRHOST_FIXTURE_ACCOUNT=123412341234 in the environment, every call is
+made with credentials assumed (moto's STS) into that account: moto keeps
+each account's resources apart, as AWS does. IRHOST_FIXTURE_REGION picks the
+region (default us-east-1).
+
 Scenarios:
   multi-eni   one instance, two ENIs in two subnets, three EBS volumes
   two-vpcs    two instances in two VPCs
@@ -15,21 +20,28 @@ Scenarios:
 """
 
 import json
+import os
 import sys
 
 import boto3
 
-REGION = "us-east-1"
+REGION = os.environ.get("IRHOST_FIXTURE_REGION", "us-east-1")
 
 
 def client(endpoint):
-    return boto3.client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    account = os.environ.get("IRHOST_FIXTURE_ACCOUNT")
+    if account:
+        sts = boto3.client("sts", region_name=REGION, endpoint_url=endpoint, **keys)
+        assumed = sts.assume_role(
+            RoleArn=f"arn:aws:iam::{account}:role/irhost-fixture", RoleSessionName="fixture"
+        )["Credentials"]
+        keys = {
+            "aws_access_key_id": assumed["AccessKeyId"],
+            "aws_secret_access_key": assumed["SecretAccessKey"],
+            "aws_session_token": assumed["SessionToken"],
+        }
+    return boto3.client("ec2", region_name=REGION, endpoint_url=endpoint, **keys)
 
 
 def ami(ec2):

@@ -1,60 +1,46 @@
 //! Azure at the egress boundary: the sandboxed Azure plugins hold no
 //! credential; [`ArmAuthorizer`] puts `Authorization: Bearer <token>` on
 //! requests to the Azure Resource Manager endpoint (and on no other host),
-//! after stripping whatever the plugin set. Tokens come from the standard
-//! environment: a pre-obtained `AZURE_ACCESS_TOKEN`, or the client-credentials
-//! flow with `AZURE_TENANT_ID` / `AZURE_CLIENT_ID` / `AZURE_CLIENT_SECRET`
-//! against `AZURE_AUTHORITY_HOST` (default https://login.microsoftonline.com),
-//! cached until shortly before they expire. `AZURE_RESOURCE_MANAGER_URL`
-//! points the plugins at another ARM endpoint (a sovereign cloud, or the
-//! tests' fake ARM).
+//! after stripping whatever the plugin set. Tokens come from the
+//! responder's [identity](identity) (a token, a client secret, workload
+//! identity, a managed identity, the Azure CLI), for the cloud's ARM
+//! audience (`AZURE_CLOUD`), cached until shortly before they expire.
+//! `AZURE_RESOURCE_MANAGER_URL` points the plugins at another ARM endpoint
+//! (Azure Stack, or the tests' fake ARM) without changing the audience.
+
+pub mod identity;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
 
+use self::identity::{AzureCloud, IdentitySettings};
 use super::actions::{arm_call, ActionList};
 use crate::egress::hook::AuthorizeFuture;
 use crate::egress::{
-    ApiCall, AuthorizeError, Authorized, CallScope, EgressAuthorizer, EgressClient, MemoryAccount,
+    ApiCall, AuthorizeError, Authorized, CallScope, EgressAuthorizer, MemoryAccount,
 };
 
-/// Azure Resource Manager in the public cloud.
-pub const PUBLIC_ARM: &str = "https://management.azure.com";
-/// Microsoft Entra ID in the public cloud.
-pub const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// A token is renewed this long before it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 
 /// Where Azure requests go and how tokens are obtained, from the environment.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AzureEnvironment {
     /// `AZURE_RESOURCE_MANAGER_URL`, when set.
     pub resource_manager: Option<String>,
-    pub authority: Option<String>,
-    pub tenant_id: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<String>,
-    pub access_token: Option<String>,
+    /// `AZURE_CLOUD` (public Azure when unset).
+    pub cloud: AzureCloud,
+    /// Why `AZURE_CLOUD` was not understood, if it was not.
+    pub cloud_problem: Option<String>,
+    pub identity: IdentitySettings,
 }
 
-impl std::fmt::Debug for AzureEnvironment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AzureEnvironment")
-            .field("resource_manager", &self.resource_manager)
-            .field("authority", &self.authority)
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<set>"),
-            )
-            .field("access_token", &self.access_token.as_ref().map(|_| "<set>"))
-            .finish()
+impl Default for AzureEnvironment {
+    fn default() -> Self {
+        Self::from_vars(|_| None)
     }
 }
 
@@ -65,13 +51,15 @@ impl AzureEnvironment {
 
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let get = |k: &str| var(k).filter(|v| !v.is_empty());
+        let (cloud, cloud_problem) = match AzureCloud::named(get("AZURE_CLOUD").as_deref()) {
+            Ok(cloud) => (cloud, None),
+            Err(e) => (identity::CLOUDS[0], Some(e)),
+        };
         AzureEnvironment {
             resource_manager: get("AZURE_RESOURCE_MANAGER_URL"),
-            authority: get("AZURE_AUTHORITY_HOST"),
-            tenant_id: get("AZURE_TENANT_ID"),
-            client_id: get("AZURE_CLIENT_ID"),
-            client_secret: get("AZURE_CLIENT_SECRET"),
-            access_token: get("AZURE_ACCESS_TOKEN"),
+            cloud,
+            cloud_problem,
+            identity: IdentitySettings::from_vars(&var),
         }
     }
 
@@ -79,28 +67,24 @@ impl AzureEnvironment {
     pub fn resource_manager(&self) -> &str {
         self.resource_manager
             .as_deref()
-            .unwrap_or(PUBLIC_ARM)
+            .unwrap_or(self.cloud.resource_manager)
             .trim_end_matches('/')
     }
 
     /// How tokens will be obtained, for the journal (never the secret).
     pub fn token_source(&self) -> String {
-        if self.access_token.is_some() {
-            "AZURE_ACCESS_TOKEN".into()
-        } else if self.client_secret.is_some() {
-            format!(
-                "client credentials of {} in tenant {}",
-                self.client_id.as_deref().unwrap_or("?"),
-                self.tenant_id.as_deref().unwrap_or("?")
-            )
-        } else {
-            "none configured (set AZURE_ACCESS_TOKEN or AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET)".into()
-        }
+        format!(
+            "{}, audience {} ({})",
+            self.identity.describe(),
+            self.cloud.audience,
+            self.cloud.name
+        )
     }
 }
 
 struct CachedToken {
     token: String,
+    source: String,
     valid_until: Option<Instant>,
 }
 
@@ -108,13 +92,6 @@ struct CachedToken {
 pub struct ArmTokenSource {
     env: AzureEnvironment,
     cached: Mutex<Option<CachedToken>>,
-}
-
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    access_token: String,
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
 }
 
 impl ArmTokenSource {
@@ -125,87 +102,30 @@ impl ArmTokenSource {
         }
     }
 
-    /// A token valid for ARM, fetching one when none is cached or it is
-    /// about to expire.
-    pub async fn token(&self) -> Result<String, String> {
+    /// A token valid for ARM and where it came from, fetching one when
+    /// none is cached or it is about to expire.
+    pub async fn token(&self) -> Result<(String, String), String> {
+        if let Some(problem) = &self.env.cloud_problem {
+            return Err(problem.clone());
+        }
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref() {
             if c.valid_until.is_none_or(|t| Instant::now() < t) {
-                return Ok(c.token.clone());
+                return Ok((c.token.clone(), c.source.clone()));
             }
         }
-        let fresh = self.fetch().await?;
-        let token = fresh.token.clone();
-        *cached = Some(fresh);
-        Ok(token)
-    }
-
-    async fn fetch(&self) -> Result<CachedToken, String> {
-        let env = &self.env;
-        if let Some(token) = &env.access_token {
-            return Ok(CachedToken {
-                token: token.clone(),
-                valid_until: None,
-            });
-        }
-        let (Some(tenant), Some(client), Some(secret)) =
-            (&env.tenant_id, &env.client_id, &env.client_secret)
-        else {
-            return Err(format!("no Azure credential: {}", env.token_source()));
-        };
-        let authority = env
-            .authority
-            .as_deref()
-            .unwrap_or(PUBLIC_AUTHORITY)
-            .trim_end_matches('/');
-        let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-        let scope = format!("{}/.default", env.resource_manager());
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", client)
-            .append_pair("client_secret", secret)
-            .append_pair("scope", &scope)
-            .finish();
-        let body = Full::new(Bytes::from(form));
-        let request = http::Request::post(&url)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body)
-            .map_err(|e| format!("token request to {url}: {e}"))?;
         let started = Instant::now();
-        // The host's own request to the authority the environment names:
-        // any address may be reached, through the responder's proxies.
-        let client = EgressClient::host()?;
-        let response = client
-            .send(request, None)
-            .await
-            .map_err(|e| format!("token request to {url}: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("token response from {url}: {e:?}"))?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "token request to {url} failed with {status}: {}",
-                String::from_utf8_lossy(&bytes)
-            ));
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("token response from {url}: {e}"))?;
-        let lifetime = parsed
-            .expires_in
-            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .map(Duration::from_secs);
-        tracing::info!(%url, ?lifetime, "obtained an ARM token");
-        Ok(CachedToken {
-            token: parsed.access_token,
-            valid_until: lifetime.map(|l| started + l.saturating_sub(EXPIRY_MARGIN)),
-        })
+        let fresh = identity::fetch_token(&self.env.identity, &self.env.cloud, None).await?;
+        tracing::info!(source = %fresh.source, lifetime = ?fresh.lifetime, "obtained an ARM token");
+        let token = (fresh.token.clone(), fresh.source.clone());
+        *cached = Some(CachedToken {
+            token: fresh.token,
+            source: fresh.source,
+            valid_until: fresh
+                .lifetime
+                .map(|l| started + l.saturating_sub(EXPIRY_MARGIN)),
+        });
+        Ok(token)
     }
 }
 
@@ -261,15 +181,20 @@ impl ArmAuthorizer {
     }
 
     /// Replace any Authorization header with the real one (ARM only).
-    pub async fn authorize_parts(&self, parts: &mut http::request::Parts) -> Result<(), String> {
+    /// Says where the token came from, when one was added.
+    pub async fn authorize_parts(
+        &self,
+        parts: &mut http::request::Parts,
+    ) -> Result<Option<String>, String> {
         parts.headers.remove(http::header::AUTHORIZATION);
-        if self.is_arm(&parts.uri) {
-            let token = self.tokens.token().await?;
-            let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|e| format!("token is not a valid header value: {e}"))?;
-            parts.headers.insert(http::header::AUTHORIZATION, value);
+        if !self.is_arm(&parts.uri) {
+            return Ok(None);
         }
-        Ok(())
+        let (token, source) = self.tokens.token().await?;
+        let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|e| format!("token is not a valid header value: {e}"))?;
+        parts.headers.insert(http::header::AUTHORIZATION, value);
+        Ok(Some(source))
     }
 }
 
@@ -287,10 +212,10 @@ impl EgressAuthorizer for ArmAuthorizer {
             } else {
                 None
             };
-            self.authorize_parts(&mut parts)
+            let signer = self
+                .authorize_parts(&mut parts)
                 .await
                 .map_err(AuthorizeError::Failed)?;
-            let signer = call.as_ref().map(|_| self.tokens.env.token_source());
             Ok(Authorized {
                 request: http::Request::from_parts(parts, body),
                 call,
@@ -344,10 +269,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_credential_is_a_clear_error() {
-        let tokens = ArmTokenSource::new(env(&[]));
+    async fn no_credential_is_one_line_naming_what_to_set() {
+        // Nothing answers on port 9 of loopback: the managed identity is
+        // refused at once; the CLI fallback is off.
+        let tokens = ArmTokenSource::new(env(&[
+            ("MSI_ENDPOINT", "http://127.0.0.1:9/token"),
+            ("IRHOST_AZURE_CLI", "0"),
+        ]));
         let err = tokens.token().await.unwrap_err();
-        assert!(err.contains("AZURE_ACCESS_TOKEN"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert!(
+            err.starts_with("no Azure credential (managed identity"),
+            "{err}"
+        );
+        assert!(
+            err.contains("set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_cloud_is_an_error() {
+        let tokens =
+            ArmTokenSource::new(env(&[("AZURE_CLOUD", "Mars"), ("AZURE_ACCESS_TOKEN", "t")]));
+        assert!(tokens
+            .token()
+            .await
+            .unwrap_err()
+            .contains("AZURE_CLOUD=Mars"));
     }
 
     #[test]
@@ -356,7 +305,7 @@ mod tests {
             ("AZURE_CLIENT_SECRET", "s3cret"),
             ("AZURE_ACCESS_TOKEN", "tok"),
         ]);
-        let text = format!("{e:?}");
+        let text = format!("{e:?} {}", e.token_source());
         assert!(
             !text.contains("s3cret") && !text.contains("tok\""),
             "{text}"

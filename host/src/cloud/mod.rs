@@ -246,7 +246,7 @@ impl CloudEnv {
                 ));
                 env.clone()
             }
-            (None, None) => azure::PUBLIC_ARM.to_string(),
+            (None, None) => self.azure.resource_manager().to_string(),
         };
         match endpoint_pattern(&endpoint) {
             Ok(pattern) => {

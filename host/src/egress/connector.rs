@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use super::dialer::{DialError, Dialer, ReachRule};
@@ -60,7 +60,9 @@ pub struct EgressClient {
     client: Client<Dialer, OutboundBody>,
     network: &'static NetworkSettings,
     rule: ReachRule,
-    in_flight: Semaphore,
+    /// Requests in flight (until their body ends): bounds the connections
+    /// (and TLS handshakes) to a host by the run's concurrency.
+    in_flight: std::sync::Mutex<Arc<Semaphore>>,
 }
 
 impl EgressClient {
@@ -79,8 +81,17 @@ impl EgressClient {
             client,
             network,
             rule,
-            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            in_flight: std::sync::Mutex::new(Arc::new(Semaphore::new(MAX_IN_FLIGHT))),
         })
+    }
+
+    /// At most `n` requests in flight at once (1 ..= [`MAX_IN_FLIGHT`]),
+    /// each until its response body ends: the pool then never holds more
+    /// than `n` connections per host. Requests already in flight keep
+    /// their place.
+    pub fn limit_in_flight(&self, n: usize) {
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Semaphore::new(n.clamp(1, MAX_IN_FLIGHT)));
     }
 
     /// The client of one plugin binding: its names reach only what
@@ -146,20 +157,27 @@ impl EgressClient {
             }
         }
         let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let permit = self
+        let semaphore = self
             .in_flight
-            .acquire()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let permit = semaphore
+            .acquire_owned()
             .await
             .map_err(|_| ConnectFailure::Failed(Error::ConnectionLimitReached))?;
         let response = tokio::time::timeout(connect + first_byte, self.client.request(request))
             .await
             .map_err(|_| ConnectFailure::Failed(Error::ConnectionReadTimeout))?
             .map_err(failure)?;
-        drop(permit);
         Ok(response.map(|incoming| {
             let mut timeout = tokio::time::interval(between_bytes);
             timeout.reset();
-            TimedBody { incoming, timeout }
+            TimedBody {
+                incoming,
+                timeout,
+                permit: Some(permit),
+            }
         }))
     }
 
@@ -218,10 +236,12 @@ fn failure(e: hyper_util::client::legacy::Error) -> ConnectFailure {
 }
 
 /// A response body that fails when no frame arrives within the
-/// between-bytes timeout.
+/// between-bytes timeout; it holds its request's place in flight until it
+/// ends.
 pub struct TimedBody {
     incoming: hyper::body::Incoming,
     timeout: tokio::time::Interval,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl http_body::Body for TimedBody {
@@ -233,7 +253,10 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                self.permit = None;
+                Poll::Ready(None)
+            }
             Poll::Ready(Some(Err(e))) if e.is_timeout() => {
                 Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
             }

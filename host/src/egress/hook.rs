@@ -117,9 +117,22 @@ pub const MAX_DENIAL_RECORDS: u64 = 1_000;
 pub struct EgressBudget {
     requests: AtomicU64,
     denials: AtomicU64,
+    /// The first request the host could not authorize (no credentials, a
+    /// role that cannot be assumed): why the call failed, in the host's
+    /// words rather than the plugin's.
+    host_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl EgressBudget {
+    /// Why the host could not send one of the call's requests, if it could
+    /// not.
+    pub fn host_failure(&self) -> Option<String> {
+        self.host_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Denials that were counted but not journaled.
     pub fn suppressed_denials(&self) -> u64 {
         self.denials
@@ -265,6 +278,11 @@ impl WasiHttpHooks for PluginEgress {
                         // Journaled as a refusal: the record says why (a
                         // role that cannot be assumed, no credentials).
                         tracing::warn!(error = %e, "could not authorize an allowed request");
+                        budget
+                            .host_failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(|| e.clone());
                         report_denial(
                             &report,
                             &budget,

@@ -46,6 +46,10 @@ pub async fn run_plan(
     let recorder = CaseRecorder::open(&case_dir, options.case_id.as_str(), observer)?;
     let started = Instant::now();
     journal_start(&recorder, &plan, &targets, &options);
+    // As many connections per plugin and host as targets run at once.
+    for plugin in plan.plugins.values() {
+        plugin.limit_in_flight(options.concurrency);
+    }
     let ctx = Arc::new(RunContext {
         runtime,
         plan,

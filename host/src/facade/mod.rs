@@ -73,7 +73,10 @@ pub struct Host {
 impl Host {
     /// A host with a new plugin runtime and the cloud environment read from
     /// this process's environment (AWS credential chain, endpoints).
+    /// Refused when the network settings are unusable (an unreadable
+    /// `AWS_CA_BUNDLE`): no request could be made as the responder meant.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Host> {
+        crate::egress::NetworkSettings::shared().map_err(anyhow::Error::msg)?;
         Ok(Host::with_runtime(
             Arc::new(PluginRuntime::new(config)?),
             CloudEnv::from_env(),

@@ -212,8 +212,10 @@ pub(super) fn targets(
                 if t.region.is_none() {
                     t.region = raw_targets.region.clone();
                 }
-                if t.account.is_none() {
-                    t.account = raw_targets.account.clone();
+                if let (None, Some(account)) = (&t.account, &raw_targets.account) {
+                    if let Err(e) = t.set_account(account) {
+                        problems.push(source.diagnostic(entry.span(), "targets.account", e, None));
+                    }
                 }
                 targets.push(t);
             }

@@ -27,6 +27,11 @@ pub enum CallFailure {
     /// The action is not one this world can perform.
     #[error("{0}")]
     Unsupported(String),
+    /// The host could not send a request of the plugin (no credentials, a
+    /// role that cannot be assumed): the host's reason, not the plugin's
+    /// report of it.
+    #[error("the host could not authorize the plugin's request: {0}")]
+    Host(String),
     /// The run was cancelled while the call was in flight.
     #[error("the run was cancelled")]
     Cancelled,

@@ -364,6 +364,12 @@ impl LoadedPlugin {
             .expect("a plugin's client has the plugin's policy")
     }
 
+    /// At most `n` of the plugin's requests in flight at once (a run's
+    /// concurrency): as many connections per host, at most.
+    pub fn limit_in_flight(&self, n: usize) {
+        self.egress.limit_in_flight(n);
+    }
+
     /// Replace the plugin's egress policy (and with it its client, so no
     /// pooled connection outlives the policy it was opened under).
     pub fn set_egress(&mut self, policy: EgressPolicy) -> anyhow::Result<()> {
@@ -469,6 +475,10 @@ impl LoadedPlugin {
             Err(_) => Err(CallFailure::Timeout(wall)),
             Ok(Err(trap)) => Err(classify_trap(trap)),
             Ok(Ok(result)) => result,
+        };
+        let result = match (result, budget.host_failure()) {
+            (Err(_), Some(reason)) => Err(CallFailure::Host(reason)),
+            (result, _) => result,
         };
         tracing::debug!(plugin = %self.name, elapsed = ?started.elapsed(), ok = result.is_ok(), "plugin call");
         let output = result?;

@@ -108,7 +108,9 @@ fn target_spec(input: TargetInput) -> Result<TargetSpec, ApiError> {
         } => {
             let mut spec = TargetSpec::parse(&format!("{provider}:{id}")).map_err(bad_request)?;
             spec.region = region;
-            spec.account = account;
+            if let Some(account) = account {
+                spec.set_account(&account).map_err(bad_request)?;
+            }
             Ok(spec)
         }
     }

@@ -369,7 +369,13 @@ impl Rule {
                     continue;
                 };
                 spec.region = first(&t.region);
-                spec.account = first(&t.account);
+                if let Some(account) = first(&t.account) {
+                    if let Err(e) = spec.set_account(&account) {
+                        // Not a run against a role the event chose.
+                        tracing::warn!(target = %spec.label(), error = %e, "event names a bad account: target skipped");
+                        continue;
+                    }
+                }
                 if !out.iter().any(|o| o.label() == spec.label()) {
                     out.push(spec);
                 }
