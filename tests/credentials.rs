@@ -4,7 +4,8 @@
 //! `source_profile` profile and its region, instance-role credentials from
 //! IMDSv2, a private CA through `AWS_CA_BUNDLE` with pooled keep-alive TLS,
 //! an HTTPS proxy and `NO_PROXY`, the one-line credential failure; Azure
-//! managed identity (metadata service, App Service) and workload identity.
+//! managed identity (metadata service, App Service) and workload identity;
+//! `mfa_serial` profiles; `irhost doctor` against moto's IAM authorization.
 
 mod common;
 
@@ -44,13 +45,11 @@ const AWS_VARS: &[&str] = &[
     "no_proxy",
 ];
 
-/// The real binary with only `env` of AWS and proxy settings; the shared
-/// config and credentials files are the workspace's (absent unless a test
-/// writes them), never the machine's.
-fn irhost(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_irhost"));
+/// `command` with only `env` of AWS and proxy settings; the shared config
+/// and credentials files are the workspace's (absent unless a test writes
+/// them), never the machine's.
+fn with_env<'c>(command: &'c mut Command, ws: &Workspace, env: &[(&str, &str)]) -> &'c mut Command {
     command
-        .args(args)
         .current_dir(ws.path())
         .env("IRHOST_CASES_DIR", ws.cases())
         .env("IRHOST_CACHE_DIR", shared_cache())
@@ -64,7 +63,14 @@ fn irhost(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Output {
     for var in AWS_VARS {
         command.env_remove(var);
     }
-    command.envs(env.iter().copied()).output().unwrap()
+    command.envs(env.iter().copied())
+}
+
+/// The real binary, with [`with_env`].
+fn irhost(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_irhost"));
+    command.args(args);
+    with_env(&mut command, ws, env).output().unwrap()
 }
 
 fn shipped_playbook() -> String {
@@ -697,4 +703,283 @@ fn azure_workload_identity_sends_the_federated_token_as_assertion() {
         asked.resource.as_deref(),
         Some("https://management.core.windows.net//.default")
     );
+}
+
+#[test]
+fn doctor_says_what_a_restricted_identity_may_not_do() {
+    let moto = Moto::launch_with(&["--iam-auth"]);
+    let instance = moto.seed("multi-eni")["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = |name: &str, actions: &[&str]| {
+        let mut args = vec!["iam-user", name];
+        args.extend_from_slice(actions);
+        moto.fixture(&args)
+    };
+    let readonly = user("ir-readonly", &["ec2:Describe*", "sts:GetCallerIdentity"]);
+    let full = user("ir-full", &["ec2:*", "sts:GetCallerIdentity"]);
+    moto.enforce_iam();
+    let ws = Workspace::new();
+    let pb = playbook_with_grant(&ws, "");
+    let endpoint = moto.endpoint();
+    let doctor = |keys: &Value| {
+        irhost(
+            &ws,
+            &["doctor", &pb, "--target", &format!("aws:{instance}")],
+            &[
+                ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                ("AWS_ACCESS_KEY_ID", keys["access_key_id"].as_str().unwrap()),
+                (
+                    "AWS_SECRET_ACCESS_KEY",
+                    keys["secret_access_key"].as_str().unwrap(),
+                ),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+        )
+    };
+    let row = |text: &str, action: &str| -> String {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(action))
+            .unwrap_or_else(|| panic!("no row for {action}:\n{text}"))
+            .to_string()
+    };
+
+    let out = doctor(&readonly);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(row(&text, "credentials").starts_with("  ok"), "{text}");
+    assert!(
+        row(&text, "ec2:DescribeInstances").starts_with("  ok"),
+        "{text}"
+    );
+    for denied in [
+        "ec2:CreateSnapshots",
+        "ec2:CreateTags",
+        "ec2:ModifyInstanceAttribute",
+    ] {
+        assert!(
+            row(&text, denied).starts_with("  MISSING"),
+            "{denied}: {text}"
+        );
+    }
+
+    let out = doctor(&full);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(
+        row(&text, "ec2:CreateSnapshots").starts_with("  ok"),
+        "{text}"
+    );
+    // Nothing was changed: the dry runs made no snapshot.
+    let state = moto.fixture_with(
+        &[
+            (
+                "IRHOST_FIXTURE_KEY_ID",
+                full["access_key_id"].as_str().unwrap(),
+            ),
+            (
+                "IRHOST_FIXTURE_SECRET",
+                full["secret_access_key"].as_str().unwrap(),
+            ),
+        ],
+        &["state"],
+    );
+    let volumes = &state["instances"][&instance]["volumes"];
+    let of_instance = state["snapshots"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| {
+            volumes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["volume"] == s["volume"])
+        })
+        .count();
+    assert_eq!(of_instance, 0, "a dry run made a snapshot");
+
+    // No credentials at all: one line, exit 1.
+    let out = irhost(
+        &ws,
+        &["doctor", &pb, "--target", &format!("aws:{instance}")],
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        row(&stdout(&out), "credentials").contains("no AWS credentials"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn an_mfa_profile_asks_for_the_code_on_a_terminal_and_refuses_off_one() {
+    let moto = Moto::start();
+    let account = "444444444444";
+    let instance = moto.fixture_in(account, &["seed", "multi-eni"])["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ws = Workspace::new();
+    let serial = "arn:aws:iam::123456789012:mfa/responder";
+    std::fs::write(
+        ws.path().join("aws-config"),
+        format!("[profile mfa]\nrole_arn = arn:aws:iam::{account}:role/IRResponder\nsource_profile = base\nmfa_serial = {serial}\nregion = us-east-1\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        ws.path().join("aws-credentials"),
+        "[base]\naws_access_key_id = AKIABASEEXAMPLE\naws_secret_access_key = base-secret\n",
+    )
+    .unwrap();
+    let pb = playbook_with_grant(&ws, "");
+    let target = format!("aws:{instance}");
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_PROFILE", "mfa"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let bin = env!("CARGO_BIN_EXE_irhost");
+
+    // Off a terminal (a new session has none): refused, saying what to do.
+    let mut command = Command::new("setsid");
+    command
+        .arg("-w")
+        .arg(bin)
+        .args(["run", &pb, "--case", "no-tty", "--target", &target]);
+    let out = with_env(&mut command, &ws, &env).output().unwrap();
+    assert!(!out.status.success());
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains(&format!("profile `mfa` needs an MFA code (mfa_serial = {serial}) and irhost is not on a terminal")),
+        "{text}"
+    );
+    assert!(!isolated_in(
+        &moto.fixture_in(account, &["state"]),
+        &instance,
+        "no-tty"
+    ));
+
+    // On a terminal (script(1) gives it one): the code typed is used.
+    let mut command = Command::new("script");
+    command
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{bin} run {pb} --case tty --target {target}"))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped());
+    let mut child = with_env(&mut command, &ws, &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Typed at once: the terminal keeps it until irhost asks. stdin stays
+    // open until irhost is done (script(1) ends the session at its EOF).
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"123456\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains(&format!("MFA code for {serial} (profile mfa): ")),
+        "{text}"
+    );
+    assert!(isolated_in(
+        &moto.fixture_in(account, &["state"]),
+        &instance,
+        "tty"
+    ));
+}
+
+#[test]
+fn one_process_makes_https_plugin_requests_sts_calls_and_azure_token_fetches() {
+    // One TLS stack: a plugin's HTTPS request to EC2, the host's STS call
+    // (the grant's role) and its Azure token fetch, all over TLS with the
+    // test CA, in one irhost process.
+    let moto = Moto::start();
+    let account = "555555555555";
+    let instance = moto.fixture_in(account, &["seed", "multi-eni"])["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca = TestCa::new();
+    let ws = Workspace::new();
+    let ca_path = ws.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let aws_front = TlsFront::start(&moto.endpoint(), &ca);
+    let identity = FakeAzureIdentity::start();
+    let entra_front = TlsFront::start(&identity.endpoint(), &ca);
+    let sink = Sink::start();
+    let text = shipped_playbook()
+        .replace(
+            "../plugins/dist/aws-ec2.wasm",
+            plugin("aws-ec2").to_str().unwrap(),
+        )
+        .replace(
+            "[plugins.ec2.cloud]\n",
+            "[plugins.ec2.cloud]\nassume_role = \"arn:aws:iam::{account}:role/IRResponder\"\n",
+        );
+    let text = format!(
+        "{text}\n[plugins.hostile]\npath = \"{}\"\nallow_hosts = [\"localhost:1\"]\ncloud = {{ azure = \"arm\" }}\nconfig = {{ claim_provider = \"any\", mode = \"http\", url = \"{}\" }}\n\n[[steps]]\nid = \"arm\"\nplugin = \"hostile\"\naction = \"misbehave\"\n",
+        plugin("hostile").display(),
+        sink.url()
+    );
+    let pb = ws.path().join("both.toml");
+    std::fs::write(&pb, text).unwrap();
+    let (aws_url, authority, arm) = (
+        aws_front.url(),
+        entra_front.url(),
+        format!("http://127.0.0.1:{}", sink.port()),
+    );
+    let out = irhost(
+        &ws,
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--case",
+            "one-stack",
+            "--target",
+            &format!("aws:{account}/us-east-1/{instance}"),
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", aws_url.as_str()),
+            ("AWS_CA_BUNDLE", ca_path.to_str().unwrap()),
+            ("AWS_ACCESS_KEY_ID", "responder"),
+            ("AWS_SECRET_ACCESS_KEY", "responder-secret"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AZURE_AUTHORITY_HOST", authority.as_str()),
+            ("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa"),
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-00000000c11e"),
+            ("AZURE_CLIENT_SECRET", "azure-secret"),
+            ("AZURE_RESOURCE_MANAGER_URL", arm.as_str()),
+        ],
+    );
+    ok(&out);
+    assert!(
+        aws_front
+            .request_lines()
+            .iter()
+            .any(|l| l.starts_with("POST /")),
+        "STS and EC2 went over TLS"
+    );
+    assert!(isolated_in(
+        &moto.fixture_in(account, &["state"]),
+        &instance,
+        "one-stack"
+    ));
+    assert_eq!(
+        entra_front.requests(),
+        1,
+        "the token was fetched over TLS, once"
+    );
+    assert_bearer_from(&sink, &identity);
 }

@@ -68,6 +68,26 @@ impl Moto {
         Moto { child, port }
     }
 
+    /// From now on moto authorizes every request with its IAM users'
+    /// policies (the launcher's `--iam-auth`).
+    pub fn enforce_iam(&self) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .write_all(
+                b"POST /irhost/enforce-iam HTTP/1.1
+Host: 127.0.0.1
+Content-Length: 0
+Connection: close
+
+",
+            )
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "enforce-iam: {answer}");
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -3,6 +3,9 @@
   ec2_fixture.py seed ENDPOINT SCENARIO   -> prints the created ids as JSON
   ec2_fixture.py state ENDPOINT           -> prints instances, ENIs, groups,
                                              snapshots and volumes as JSON
+  ec2_fixture.py iam-user ENDPOINT NAME ACTION...
+                                          -> an IAM user allowed ACTIONs (IAM
+                                             names, wildcards) and its access key
   ec2_fixture.py eni-groups ENDPOINT      -> moves a two-ENI instance's ENIs to a
                                              new group each and prints what EC2
                                              then reports (shows moto's ENI fix)
@@ -10,7 +13,8 @@
 With IRHOST_FIXTURE_ACCOUNT=123412341234 in the environment, every call is
 made with credentials assumed (moto's STS) into that account: moto keeps
 each account's resources apart, as AWS does. IRHOST_FIXTURE_REGION picks the
-region (default us-east-1).
+region (default us-east-1); IRHOST_FIXTURE_KEY_ID / IRHOST_FIXTURE_SECRET the
+keys (default moto's "testing"; an IAM user's once IAM is enforced).
 
 Scenarios:
   multi-eni   one instance, two ENIs in two subnets, three EBS volumes
@@ -29,7 +33,10 @@ REGION = os.environ.get("IRHOST_FIXTURE_REGION", "us-east-1")
 
 
 def client(endpoint):
-    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    keys = {
+        "aws_access_key_id": os.environ.get("IRHOST_FIXTURE_KEY_ID", "testing"),
+        "aws_secret_access_key": os.environ.get("IRHOST_FIXTURE_SECRET", "testing"),
+    }
     account = os.environ.get("IRHOST_FIXTURE_ACCOUNT")
     if account:
         sts = boto3.client("sts", region_name=REGION, endpoint_url=endpoint, **keys)
@@ -202,6 +209,18 @@ def eni_groups(endpoint):
     }))
 
 
+def iam_user(endpoint, name, actions):
+    iam = boto3.client(
+        "iam", region_name=REGION, endpoint_url=endpoint,
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )
+    iam.create_user(UserName=name)
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+    iam.put_user_policy(UserName=name, PolicyName="irhost-test", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    print(json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"]}))
+
+
 def summary(endpoint):
     """Print ENI groups and snapshots by name, for people (scripts/demo)."""
     import io
@@ -226,6 +245,8 @@ if __name__ == "__main__":
         summary(sys.argv[2])
     elif sys.argv[1] == "eni-groups":
         eni_groups(sys.argv[2])
+    elif sys.argv[1] == "iam-user":
+        iam_user(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif sys.argv[1] == "seed":
         seed(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "state":

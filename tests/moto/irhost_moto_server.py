@@ -30,6 +30,11 @@ each (wall time inside its handler, summed over its request threads):
   POST /irhost/action-counts/reset  -> zero them (e.g. after seeding)
 Off unless asked for; without it those paths are moto's own (404).
 
+For permission tests, --iam-auth adds POST /irhost/enforce-iam: from then
+on moto authenticates every request against its IAM users and authorizes it
+against their policies (moto's INITIAL_NO_AUTH_ACTION_COUNT mechanism,
+switched on after seeding instead of after a count).
+
 Usage: irhost_moto_server.py [--port 0] [--stock] [--throttle CreateSnapshots:2] [--s3-slowdown 2:1] [--count-actions]
 Prints "READY <port>" on stdout once the server accepts connections.
 """
@@ -184,6 +189,21 @@ class ActionCounter:
         return counting_app
 
 
+def enforce_iam_wrapper(app):
+    """POST /irhost/enforce-iam: authorize every later request with IAM."""
+    from moto import settings
+    from moto.core.authorization import ActionAuthenticatorMixin
+
+    def enforcing_app(environ, start_response):
+        if environ.get("PATH_INFO") == "/irhost/enforce-iam" and environ.get("REQUEST_METHOD") == "POST":
+            settings.INITIAL_NO_AUTH_ACTION_COUNT = ActionAuthenticatorMixin.request_count
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+            return [b"{}"]
+        return app(environ, start_response)
+
+    return enforcing_app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
@@ -196,6 +216,7 @@ def main() -> None:
         action="store_true",
         help=f"count EC2 calls per Action; GET {ActionCounter.PATH} (POST .../reset to zero)",
     )
+    parser.add_argument("--iam-auth", action="store_true", help="add POST /irhost/enforce-iam")
     args = parser.parse_args()
 
     if not args.stock:
@@ -221,6 +242,8 @@ def main() -> None:
     app = DomainDispatcherApplication(create_backend_app)
     if counter is not None:
         app = counter.wrap(app)
+    if args.iam_auth:
+        app = enforce_iam_wrapper(app)
     # Loopback only: moto's own default is 0.0.0.0.
     server = make_server("127.0.0.1", args.port, app, True, request_handler=MotoRequestHandler)
     print(f"READY {server.server_address[1]}", flush=True)

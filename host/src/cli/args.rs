@@ -76,6 +76,18 @@ pub enum Command {
         #[arg(long)]
         policy: bool,
     },
+    /// Check before an incident that the credentials can do what a
+    /// playbook needs: per target, who signs, whether it works, each
+    /// granted action (EC2 dry runs, IAM policy simulation); exit 1 when
+    /// something is missing
+    Doctor {
+        playbook: PathBuf,
+        #[command(flatten)]
+        targets: TargetArgs,
+        /// One JSON object per check
+        #[arg(long)]
+        json: bool,
+    },
     /// Match events (JSON, one per line) against rules and start runs
     Watch(WatchArgs),
     /// Serve the HTTP API (runs, events, cancel, case verification)

@@ -11,6 +11,7 @@
 pub mod args;
 mod case;
 mod display;
+mod doctor;
 mod plan;
 mod plugin;
 mod run;
@@ -98,6 +99,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Plugin {
             command: PluginCommand::Inspect { file, json },
         } => plugin::inspect(&host()?, file, *json).await,
+        Command::Doctor {
+            playbook,
+            targets,
+            json,
+        } => doctor::doctor(&host()?, playbook, targets, *json).await,
         Command::Watch(args) => watch::watch(host()?, args).await,
         Command::Serve(args) => serve::serve(host()?, args).await,
         Command::Run(args) => run::run(&host()?, args).await,

@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod http_client;
+pub mod mfa;
 
 use std::sync::Arc;
 use std::time::SystemTime;

@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod aws;
 pub mod azure;
+pub mod doctor;
 pub mod grant;
 pub mod policy;
 

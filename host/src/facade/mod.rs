@@ -55,6 +55,7 @@ use crate::engine;
 use crate::runtime::{PluginRuntime, PluginSource};
 use crate::target::TargetSpec;
 
+pub use crate::cloud::doctor::{Check as DoctorCheck, Verdict as DoctorVerdict};
 pub use crate::engine::{RunOptions, RunSummary, StepOutcome, TargetOutcome};
 pub use crate::journal::CaseLockError;
 pub use crate::plan::{PlannedStep, PlaybookPlan, TargetsError};
@@ -101,6 +102,21 @@ impl Host {
         PlaybookPlan::load(&self.runtime, path.as_ref(), &self.cloud)
             .await
             .map(Arc::new)
+    }
+
+    /// `irhost doctor`: for each target, the checks of every plugin granted
+    /// that target's cloud (who signs, whether it works, each action).
+    pub async fn doctor(&self, plan: &PlaybookPlan, targets: &[TargetSpec]) -> Vec<DoctorCheck> {
+        let mut checks = Vec::new();
+        for target in targets {
+            for spec in plan.playbook.plugins.values() {
+                let Some(grant) = &spec.grant else { continue };
+                if grant.cloud() == target.provider {
+                    checks.extend(self.cloud.doctor(&spec.name, grant, target).await);
+                }
+            }
+        }
+        checks
     }
 
     /// Start running `plan` against `targets` on the current tokio runtime.

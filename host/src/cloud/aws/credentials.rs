@@ -5,7 +5,8 @@
 //! Center (SSO), web identity, ECS/EKS container credentials, IMDSv2),
 //! loaded once over irhost's own HTTP client; and, where a grant names
 //! `assume_role`, the role assumed from it in the target's account, one
-//! cached session per role. Credentials are refreshed shortly before they
+//! cached session per role. A profile with `mfa_serial` asks for the code
+//! ([`super::mfa`]). Credentials are refreshed shortly before they
 //! expire. Failures are one line: what was tried, what failed, what to set.
 
 use std::collections::HashMap;
@@ -129,10 +130,21 @@ impl AwsIdentities {
             .get_or_init(|| async {
                 let provider = match &self.source {
                     Source::Fixed(c) => SharedCredentialsProvider::new(c.clone()),
-                    Source::DefaultChain => match self.sdk_config().await.credentials_provider() {
-                        Some(provider) => provider,
-                        None => SharedCredentialsProvider::new(NoProvider),
-                    },
+                    Source::DefaultChain => {
+                        let config = self.sdk_config().await;
+                        match (
+                            super::mfa::selected_mfa_profile().await,
+                            config.credentials_provider(),
+                        ) {
+                            // aws-config would assume the role without the
+                            // code, and be refused.
+                            (Some(mfa), _) => SharedCredentialsProvider::new(
+                                super::mfa::MfaProvider::new(mfa, config.clone()),
+                            ),
+                            (None, Some(provider)) => provider,
+                            (None, None) => SharedCredentialsProvider::new(NoProvider),
+                        }
+                    }
                 };
                 CredentialCache::new(provider)
             })
