@@ -568,6 +568,17 @@ fn https_proxy_carries_the_run_and_no_proxy_bypasses_it() {
 /// A hostile step granted ARM, fetching `arm_url` (the sink standing in
 /// for ARM), run with `env` as the responder's Azure identity.
 fn run_arm_fetch(ws: &Workspace, sink: &Sink, env: &[(&str, &str)]) -> Output {
+    run_arm_fetch_with(ws, sink, env, "", "test:t1")
+}
+
+/// [`run_arm_fetch`] with more of the grant (`tenants = …`) and a target.
+fn run_arm_fetch_with(
+    ws: &Workspace,
+    sink: &Sink,
+    env: &[(&str, &str)],
+    grant: &str,
+    target: &str,
+) -> Output {
     let pb = ws.playbook(
         "arm.toml",
         &format!(
@@ -578,8 +589,11 @@ name = "arm-identity"
 [plugins.hostile]
 path = "{{hostile}}"
 allow_hosts = ["localhost:1"]
-cloud = {{ azure = "arm" }}
 config = {{ claim_provider = "any", mode = "http", url = "{}" }}
+
+[plugins.hostile.cloud]
+azure = "arm"
+{grant}
 
 [[steps]]
 id = "fetch"
@@ -601,7 +615,7 @@ action = "misbehave"
             "run",
             pb.to_str().unwrap(),
             "--target",
-            "test:t1",
+            target,
             "--case",
             "arm",
         ],
@@ -982,4 +996,71 @@ fn one_process_makes_https_plugin_requests_sts_calls_and_azure_token_fetches() {
         "the token was fetched over TLS, once"
     );
     assert_bearer_from(&sink, &identity);
+}
+
+#[test]
+fn an_azure_target_takes_its_subscriptions_tenant_where_the_grant_says() {
+    let identity = FakeAzureIdentity::start();
+    let sink = Sink::start();
+    let ws = Workspace::new();
+    let sub = "11111111-2222-3333-4444-555555555555";
+    let tenant = "99999999-8888-7777-6666-555555555555";
+    let authority = identity.endpoint();
+    let out = run_arm_fetch_with(
+        &ws,
+        &sink,
+        &[
+            ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-00000000c11e"),
+            ("AZURE_CLIENT_SECRET", "azure-secret"),
+            ("AZURE_TENANT_ID", "00000000-0000-0000-0000-0000000000aa"),
+            ("AZURE_AUTHORITY_HOST", authority.as_str()),
+        ],
+        &format!("tenants = {{ \"{sub}\" = \"{tenant}\" }}"),
+        &format!("azure:/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm"),
+    );
+    ok(&out);
+    assert_bearer_from(&sink, &identity);
+    assert_eq!(identity.requests()[0].tenant.as_deref(), Some(tenant));
+}
+
+#[test]
+fn bad_role_settings_are_located_diagnostics_and_nothing_runs() {
+    for (extra, field, says) in [
+        (
+            r#"assume_role = "arn:aws:iam::1234:role/IR""#,
+            "plugins.ec2.cloud.assume_role",
+            "12 digits",
+        ),
+        (
+            r#"assume_role = "arn:aws:iam::{account}:user/IR""#,
+            "plugins.ec2.cloud.assume_role",
+            "not an IAM role ARN",
+        ),
+        (
+            "assume_role = \"arn:aws:iam::{account}:role/IR\"\nduration = \"1m\"",
+            "plugins.ec2.cloud.duration",
+            "15m to 12h",
+        ),
+        (
+            r#"external_id = "ir-2026""#,
+            "plugins.ec2.cloud.external_id",
+            "a setting of assume_role",
+        ),
+        (
+            r#"tenants = { "x" = "y" }"#,
+            "plugins.ec2.cloud.tenants",
+            "for Azure grants",
+        ),
+    ] {
+        let ws = Workspace::new();
+        let pb = playbook_with_grant(&ws, extra);
+        let out = irhost(&ws, &["validate", &pb], &[("AWS_REGION", "us-east-1")]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra}: {err}");
+        assert!(err.contains(field) && err.contains(says), "{extra}: {err}");
+        assert!(
+            err.contains("aws.toml:27:") || err.contains("aws.toml:28:"),
+            "located at the line: {err}"
+        );
+    }
 }

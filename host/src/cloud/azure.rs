@@ -10,6 +10,7 @@
 
 pub mod identity;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,7 @@ impl AzureEnvironment {
     }
 }
 
+#[derive(Clone)]
 struct CachedToken {
     token: String,
     source: String,
@@ -91,51 +93,64 @@ struct CachedToken {
 /// Obtains ARM tokens and caches them until shortly before they expire.
 pub struct ArmTokenSource {
     env: AzureEnvironment,
-    cached: Mutex<Option<CachedToken>>,
+    /// Per tenant (`None`: the environment's).
+    cached: Mutex<HashMap<Option<String>, CachedToken>>,
 }
 
 impl ArmTokenSource {
     pub fn new(env: AzureEnvironment) -> Self {
         ArmTokenSource {
             env,
-            cached: Mutex::new(None),
+            cached: Mutex::new(HashMap::new()),
         }
     }
 
     /// A token valid for ARM and where it came from, fetching one when
     /// none is cached or it is about to expire.
     pub async fn token(&self) -> Result<(String, String), String> {
+        self.token_of(None).await
+    }
+
+    /// [`Self::token`] from `tenant` (`None`: the environment's).
+    pub async fn token_of(&self, tenant: Option<&str>) -> Result<(String, String), String> {
         if let Some(problem) = &self.env.cloud_problem {
             return Err(problem.clone());
         }
+        let key = tenant.map(str::to_string);
         let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
+        if let Some(c) = cached.get(&key) {
             if c.valid_until.is_none_or(|t| Instant::now() < t) {
                 return Ok((c.token.clone(), c.source.clone()));
             }
         }
         let started = Instant::now();
-        let fresh = identity::fetch_token(&self.env.identity, &self.env.cloud, None).await?;
+        let fresh = identity::fetch_token(&self.env.identity, &self.env.cloud, tenant).await?;
         tracing::info!(source = %fresh.source, lifetime = ?fresh.lifetime, "obtained an ARM token");
         let token = (fresh.token.clone(), fresh.source.clone());
-        *cached = Some(CachedToken {
-            token: fresh.token,
-            source: fresh.source,
-            valid_until: fresh
-                .lifetime
-                .map(|l| started + l.saturating_sub(EXPIRY_MARGIN)),
-        });
+        cached.insert(
+            key,
+            CachedToken {
+                token: fresh.token,
+                source: fresh.source,
+                valid_until: fresh
+                    .lifetime
+                    .map(|l| started + l.saturating_sub(EXPIRY_MARGIN)),
+            },
+        );
         Ok(token)
     }
 }
 
 /// Authorizes a plugin's requests to the ARM endpoint with a bearer token.
+#[derive(Clone)]
 pub struct ArmAuthorizer {
     tokens: Arc<ArmTokenSource>,
     /// scheme, host and port of the ARM endpoint.
     arm: (String, String, u16),
     /// The ARM operations the grant allows.
     actions: ActionList,
+    /// (subscription, tenant): where a target's token comes from.
+    tenants: Vec<(String, String)>,
 }
 
 impl ArmAuthorizer {
@@ -147,7 +162,29 @@ impl ArmAuthorizer {
             tokens,
             arm: (url.scheme().to_string(), host, port),
             actions: ActionList::everything(""),
+            tenants: Vec::new(),
         })
+    }
+
+    /// Tokens of these tenants for targets in these subscriptions.
+    pub fn with_tenants(mut self, tenants: Vec<(String, String)>) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    /// The tenant of a call's target: by the subscription its id names
+    /// (`/subscriptions/SUB/…`) or its account, from the grant's list.
+    fn tenant_of(&self, scope: &CallScope) -> Option<&str> {
+        let from_id = scope
+            .target
+            .split('/')
+            .skip_while(|s| !s.eq_ignore_ascii_case("subscriptions"))
+            .nth(1);
+        let subscription = from_id.or(scope.account.as_deref())?.to_ascii_lowercase();
+        self.tenants
+            .iter()
+            .find(|(s, _)| *s == subscription)
+            .map(|(_, t)| t.as_str())
     }
 
     /// Authorize only these ARM operations.
@@ -185,12 +222,13 @@ impl ArmAuthorizer {
     pub async fn authorize_parts(
         &self,
         parts: &mut http::request::Parts,
+        scope: &CallScope,
     ) -> Result<Option<String>, String> {
         parts.headers.remove(http::header::AUTHORIZATION);
         if !self.is_arm(&parts.uri) {
             return Ok(None);
         }
-        let (token, source) = self.tokens.token().await?;
+        let (token, source) = self.tokens.token_of(self.tenant_of(scope)).await?;
         let value = http::HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|e| format!("token is not a valid header value: {e}"))?;
         parts.headers.insert(http::header::AUTHORIZATION, value);
@@ -203,7 +241,7 @@ impl EgressAuthorizer for ArmAuthorizer {
         &self,
         request: http::Request<WasiBody>,
         _memory: Arc<MemoryAccount>,
-        _scope: CallScope,
+        scope: CallScope,
     ) -> AuthorizeFuture<'_> {
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
@@ -213,7 +251,7 @@ impl EgressAuthorizer for ArmAuthorizer {
                 None
             };
             let signer = self
-                .authorize_parts(&mut parts)
+                .authorize_parts(&mut parts, &scope)
                 .await
                 .map_err(AuthorizeError::Failed)?;
             Ok(Authorized {
@@ -254,7 +292,9 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        auth.authorize_parts(&mut arm).await.unwrap();
+        auth.authorize_parts(&mut arm, &CallScope::default())
+            .await
+            .unwrap();
         assert_eq!(arm.headers["authorization"], "Bearer real-token");
 
         let mut other = http::Request::get("http://127.0.0.1:9999/blob")
@@ -263,7 +303,9 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        auth.authorize_parts(&mut other).await.unwrap();
+        auth.authorize_parts(&mut other, &CallScope::default())
+            .await
+            .unwrap();
         assert!(other.headers.get("authorization").is_none());
         assert!(!auth.is_arm(&"https://127.0.0.1:8443/".parse().unwrap()));
     }

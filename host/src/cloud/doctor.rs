@@ -96,6 +96,7 @@ impl CloudEnv {
         let scope = CallScope {
             case_id: "doctor".into(),
             account: target.account.clone(),
+            target: target.id.clone(),
         };
         let who = match signer.session(&scope) {
             Ok(Some(session)) => format!("role {}", session.arn),

@@ -47,7 +47,12 @@ pub enum CloudGrant {
     },
     /// A bearer token for Azure Resource Manager, for the listed
     /// operations only.
-    Azure { actions: ActionList },
+    Azure {
+        actions: ActionList,
+        /// The tenant whose token a target's subscription takes
+        /// (subscription id, tenant id); others: the environment's tenant.
+        tenants: Vec<(String, String)>,
+    },
 }
 
 /// An action name's characters (IAM and ARM names, `*` and `?`).
@@ -104,6 +109,7 @@ impl CloudGrant {
         if AZURE_SCOPES.contains(&scope) {
             Ok(CloudGrant::Azure {
                 actions: ActionList::everything(""),
+                tenants: Vec::new(),
             })
         } else {
             Err(format!(
@@ -138,6 +144,7 @@ impl CloudGrant {
         }
         Ok(CloudGrant::Azure {
             actions: ActionList::new(actions),
+            tenants: Vec::new(),
         })
     }
 
@@ -155,6 +162,26 @@ impl CloudGrant {
         }
     }
 
+    /// Take a subscription's token from its tenant (Azure grants only):
+    /// both are GUIDs.
+    pub fn with_tenant(self, subscription: &str, tenant: &str) -> Result<CloudGrant, String> {
+        let guid = |s: &str| s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        let CloudGrant::Azure {
+            actions,
+            mut tenants,
+        } = self
+        else {
+            return Err("tenants are for Azure grants".into());
+        };
+        if !guid(subscription) || !guid(tenant) {
+            return Err(format!(
+                "`{subscription}` = `{tenant}`: a subscription id and a tenant id (GUIDs)"
+            ));
+        }
+        tenants.push((subscription.to_ascii_lowercase(), tenant.to_string()));
+        Ok(CloudGrant::Azure { actions, tenants })
+    }
+
     /// The cloud: `aws` or `azure`.
     pub fn cloud(&self) -> &'static str {
         match self {
@@ -166,7 +193,7 @@ impl CloudGrant {
     /// The actions the grant allows.
     pub fn actions(&self) -> &ActionList {
         match self {
-            CloudGrant::Aws { actions, .. } | CloudGrant::Azure { actions } => actions,
+            CloudGrant::Aws { actions, .. } | CloudGrant::Azure { actions, .. } => actions,
         }
     }
 

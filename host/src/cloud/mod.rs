@@ -96,7 +96,18 @@ impl CloudEnv {
                 }
                 binding
             }
-            Some(CloudGrant::Azure { actions }) => self.azure_binding(actions, config),
+            Some(CloudGrant::Azure { actions, tenants }) => {
+                let mut binding = self.azure_binding(actions, config);
+                if let Some(authorizer) = binding.arm_authorizer.take() {
+                    for (subscription, tenant) in tenants {
+                        binding.notes.push(format!(
+                            "subscription {subscription}: tokens of tenant {tenant}"
+                        ));
+                    }
+                    binding.authorizer = Some(Arc::new(authorizer.with_tenants(tenants.clone())));
+                }
+                binding
+            }
         };
         if let Some(grant) = grant {
             binding.notes.push(actions_note(grant));
@@ -271,7 +282,7 @@ impl CloudEnv {
         }
         match azure::ArmAuthorizer::new(self.azure_tokens.clone(), &trusted) {
             Ok(authorizer) => {
-                binding.authorizer = Some(Arc::new(authorizer.allowing(actions.clone())));
+                binding.arm_authorizer = Some(authorizer.allowing(actions.clone()));
                 binding.notes.push(format!(
                     "requests to the ARM endpoint {trusted} carry a bearer token the host obtains ({}); the plugin holds no credential and no other host receives the token",
                     self.azure.token_source()
@@ -352,6 +363,8 @@ pub struct CloudBinding {
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
     /// The AWS signer before the grant's role is applied.
     aws_signer: Option<aws::AwsSigner>,
+    /// The ARM authorizer before the grant's tenants are applied.
+    arm_authorizer: Option<azure::ArmAuthorizer>,
     /// Keys set in the plugin's config (never replacing the playbook's).
     pub config_patch: serde_json::Map<String, serde_json::Value>,
     /// Each change in words, for the journal.

@@ -159,7 +159,7 @@ pub fn least_privilege(playbook: &str, plugins: &[GrantedPlugin]) -> LeastPrivil
                     }
                 }
             }
-            CloudGrant::Azure { actions } => {
+            CloudGrant::Azure { actions, .. } => {
                 for action in actions.entries() {
                     if !azure_actions.contains(action) {
                         azure_actions.push(action.clone());

@@ -41,6 +41,8 @@ pub struct ApiCall {
 pub struct CallScope {
     pub case_id: String,
     pub account: Option<String>,
+    /// The target's id (an Azure target's names its subscription).
+    pub target: String,
 }
 
 /// One authorized cloud call and how it ended, for the journal.

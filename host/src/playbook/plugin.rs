@@ -173,7 +173,9 @@ fn grant(
         )),
         (None, None) => Err((raw.span(), field.to_string(), "an empty grant".into())),
     };
-    let checked = checked.and_then(|grant| with_role(field, raw, grant));
+    let checked = checked
+        .and_then(|grant| with_role(field, raw, grant))
+        .and_then(|grant| with_tenants(field, raw, grant));
     match checked {
         Ok(grant) => Some(grant),
         Err((span, field, message)) => {
@@ -184,6 +186,25 @@ fn grant(
 }
 
 type Located = (Range<usize>, String, String);
+
+/// The grant with its `tenants` (Azure), checked.
+fn with_tenants(
+    field: &str,
+    raw: &toml::Spanned<RawGrant>,
+    mut grant: CloudGrant,
+) -> Result<CloudGrant, Located> {
+    let Some(tenants) = &raw.get_ref().tenants else {
+        return Ok(grant);
+    };
+    let at = |e: String| (tenants.span(), format!("{field}.tenants"), e);
+    for (subscription, tenant) in tenants.get_ref() {
+        let tenant = tenant
+            .as_str()
+            .ok_or_else(|| at(format!("the tenant of `{subscription}` is a string")))?;
+        grant = grant.with_tenant(subscription, tenant).map_err(at)?;
+    }
+    Ok(grant)
+}
 
 /// The grant with its `assume_role` (and the role's settings), checked.
 fn with_role(

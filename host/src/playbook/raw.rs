@@ -83,6 +83,10 @@ pub(super) struct RawGrant {
     pub(super) session_name: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) duration: Option<Spanned<String>>,
+    /// `{ "SUBSCRIPTION" = "TENANT" }`: an Azure target's token comes from
+    /// its subscription's tenant.
+    #[serde(default)]
+    pub(super) tenants: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

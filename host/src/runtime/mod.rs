@@ -433,6 +433,7 @@ impl LoadedPlugin {
             CallScope {
                 case_id: invocation.call.case_id.clone(),
                 account: invocation.target.account.clone(),
+                target: invocation.target.id.clone(),
             },
         );
         let budget = egress.budget();
