@@ -123,12 +123,37 @@ impl Ec2 {
     /// (`max_attempts` 1: the engine, here `run_step`, owns retries).
     /// `reuse` false: no idle connection is kept, so every request opens a
     /// new one.
-    pub fn new(endpoint: &str, region: &str, counter: ActionCounter, reuse: bool) -> Self {
+    /// `ca`: a PEM bundle to trust for an HTTPS endpoint (rustls, ring).
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        counter: ActionCounter,
+        reuse: bool,
+        ca: Option<Vec<u8>>,
+    ) -> Self {
         let mut http = aws_smithy_http_client::Builder::new();
         if !reuse {
             http = http.pool_max_idle_per_host(0);
         }
-        let http = http.build_http();
+        let http = match ca {
+            None => http.build_http(),
+            Some(pem) => {
+                use aws_smithy_http_client::tls;
+                let trust = tls::TrustStore::empty()
+                    .with_native_roots(false)
+                    .with_pem_certificate(pem);
+                http.tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::Ring,
+                ))
+                .tls_context(
+                    tls::TlsContext::builder()
+                        .with_trust_store(trust)
+                        .build()
+                        .expect("a TLS context"),
+                )
+                .build_https()
+            }
+        };
         let config = aws_sdk_ec2::Config::builder()
             .behavior_version_latest()
             .region(Region::new(region.to_string()))

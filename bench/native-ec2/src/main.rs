@@ -61,6 +61,9 @@ struct Args {
     /// what connection reuse is worth.
     #[arg(long)]
     no_connection_reuse: bool,
+    /// Trust this PEM CA for an https:// endpoint (the bench's TLS front).
+    #[arg(long)]
+    ca_bundle: Option<std::path::PathBuf>,
 }
 
 /// Retries per step, from playbooks/aws-instance-compromise.toml.
@@ -258,6 +261,11 @@ async fn main() -> anyhow::Result<()> {
         &args.region,
         counter.clone(),
         !args.no_connection_reuse,
+        args.ca_bundle
+            .as_ref()
+            .map(std::fs::read)
+            .transpose()
+            .context("--ca-bundle")?,
     ));
     let stats = Arc::new(Stats::default());
     let n = ids.len();
