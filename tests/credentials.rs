@@ -407,10 +407,11 @@ fn over_tls_with_a_private_ca_connections_are_pooled_per_host() {
     ok(&out);
     let requests = front.requests();
     assert!(requests >= 40, "the run went through the front: {requests}");
-    // Keep-alive and a pool per plugin and host: at most the run's
-    // concurrency of handshakes, not one per request.
+    // Keep-alive and a pool per plugin and host: at most as many
+    // handshakes as requests the run makes at once (concurrency 2 × the
+    // playbook's two parallel steps), not one per request.
     assert!(
-        front.handshakes() <= 2,
+        front.handshakes() <= 4,
         "{} handshakes for {requests} requests",
         front.handshakes()
     );

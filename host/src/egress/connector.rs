@@ -2,8 +2,8 @@
 //! (its policy decides which addresses its names may reach) and one for
 //! the host's own requests. HTTP/1.1 over hyper-util's pooled client
 //! (keep-alive, TLS sessions resumed), every connection opened by the
-//! [`Dialer`] (address checks, proxies, TLS), a bound on requests in
-//! flight, and the wasi-http timeouts of each request.
+//! [`Dialer`] (address checks, proxies, TLS; at most so many connections
+//! per host), and the wasi-http timeouts of each request.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -15,11 +15,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use super::dialer::{DialError, Dialer, ReachRule};
-use super::network::{NetworkSettings, IDLE_TIMEOUT, MAX_IDLE_PER_HOST, MAX_IN_FLIGHT};
+use super::dialer::{ConnectionLimits, DialError, Dialer, ReachRule};
+use super::network::{NetworkSettings, IDLE_TIMEOUT, MAX_IDLE_PER_HOST};
 use super::policy::EgressPolicy;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,17 +59,19 @@ pub struct EgressClient {
     client: Client<Dialer, OutboundBody>,
     network: &'static NetworkSettings,
     rule: ReachRule,
-    /// Requests in flight (until their body ends): bounds the connections
-    /// (and TLS handshakes) to a host by the run's concurrency.
-    in_flight: std::sync::Mutex<Arc<Semaphore>>,
+    /// Open connections per host: bounds the TLS handshakes to a host by
+    /// what the run does at once.
+    limits: Arc<ConnectionLimits>,
 }
 
 impl EgressClient {
     fn new(rule: ReachRule) -> Result<EgressClient, String> {
         let network = NetworkSettings::shared()?;
+        let limits = Arc::new(ConnectionLimits::default());
         let dialer = Dialer {
             network,
             rule: rule.clone(),
+            limits: limits.clone(),
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
@@ -81,17 +82,15 @@ impl EgressClient {
             client,
             network,
             rule,
-            in_flight: std::sync::Mutex::new(Arc::new(Semaphore::new(MAX_IN_FLIGHT))),
+            limits,
         })
     }
 
-    /// At most `n` requests in flight at once (1 ..= [`MAX_IN_FLIGHT`]),
-    /// each until its response body ends: the pool then never holds more
-    /// than `n` connections per host. Requests already in flight keep
-    /// their place.
-    pub fn limit_in_flight(&self, n: usize) {
-        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(Semaphore::new(n.clamp(1, MAX_IN_FLIGHT)));
+    /// At most `n` open connections per host from now on (see
+    /// [`ConnectionLimits::set`]): a request that finds none free waits for
+    /// a pooled one.
+    pub fn limit_connections(&self, n: usize) {
+        self.limits.set(n);
     }
 
     /// The client of one plugin binding: its names reach only what
@@ -157,15 +156,6 @@ impl EgressClient {
             }
         }
         let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-        let semaphore = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let permit = semaphore
-            .acquire_owned()
-            .await
-            .map_err(|_| ConnectFailure::Failed(Error::ConnectionLimitReached))?;
         let response = tokio::time::timeout(connect + first_byte, self.client.request(request))
             .await
             .map_err(|_| ConnectFailure::Failed(Error::ConnectionReadTimeout))?
@@ -173,11 +163,7 @@ impl EgressClient {
         Ok(response.map(|incoming| {
             let mut timeout = tokio::time::interval(between_bytes);
             timeout.reset();
-            TimedBody {
-                incoming,
-                timeout,
-                permit: Some(permit),
-            }
+            TimedBody { incoming, timeout }
         }))
     }
 
@@ -236,12 +222,10 @@ fn failure(e: hyper_util::client::legacy::Error) -> ConnectFailure {
 }
 
 /// A response body that fails when no frame arrives within the
-/// between-bytes timeout; it holds its request's place in flight until it
-/// ends.
+/// between-bytes timeout.
 pub struct TimedBody {
     incoming: hyper::body::Incoming,
     timeout: tokio::time::Interval,
-    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl http_body::Body for TimedBody {
@@ -253,10 +237,7 @@ impl http_body::Body for TimedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.incoming).poll_frame(cx) {
-            Poll::Ready(None) => {
-                self.permit = None;
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Ready(Some(Err(e))) if e.is_timeout() => {
                 Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
             }

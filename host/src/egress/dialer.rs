@@ -6,10 +6,12 @@
 //! connections were all opened here, so reusing one is as safe as opening
 //! it was.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::proxy::Tunnel;
@@ -17,9 +19,10 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::address::internal_class;
-use super::network::NetworkSettings;
+use super::network::{NetworkSettings, MAX_CONNECTIONS_PER_HOST};
 use super::policy::EgressPolicy;
 
 /// Which resolved addresses a request may use.
@@ -79,11 +82,57 @@ impl std::fmt::Display for DialError {
 
 impl std::error::Error for DialError {}
 
+/// How many connections one client may hold open to each host: a dial
+/// beyond waits until one closes (meanwhile the pool hands the request an
+/// idle one, as soon as there is one).
+pub struct ConnectionLimits {
+    limit: AtomicUsize,
+    per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            limit: AtomicUsize::new(MAX_CONNECTIONS_PER_HOST),
+            per_host: Mutex::default(),
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// At most `n` (1 ..= [`MAX_CONNECTIONS_PER_HOST`]) from now on;
+    /// connections already open count against the old limit until they
+    /// close.
+    pub fn set(&self, n: usize) {
+        self.limit
+            .store(n.clamp(1, MAX_CONNECTIONS_PER_HOST), Ordering::Relaxed);
+        self.per_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    async fn acquire(&self, host: &str) -> OwnedSemaphorePermit {
+        let semaphore = self
+            .per_host
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit.load(Ordering::Relaxed))))
+            .clone();
+        semaphore
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
 /// Opens connections for one client (see [`super::connector`]).
 #[derive(Clone)]
 pub struct Dialer {
     pub(super) network: &'static NetworkSettings,
     pub(super) rule: ReachRule,
+    pub(super) limits: Arc<ConnectionLimits>,
 }
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -94,6 +143,9 @@ pub struct Conn {
     io: TokioIo<Box<dyn Stream>>,
     /// Plain HTTP through a proxy: requests go in absolute form.
     proxied: bool,
+    /// Its place among the client's connections to the host, given back
+    /// when it closes.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Connection for Conn {
@@ -144,10 +196,19 @@ impl tower_service::Service<http::Uri> for Dialer {
     fn call(&mut self, uri: http::Uri) -> DialFuture {
         let dialer = self.clone();
         Box::pin(async move {
+            let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            // Waiting for a free place is bounded by the request's own
+            // timeout, not the connect timeout.
+            let slot = dialer.limits.acquire(&authority).await;
             let timeout = dialer.network.connect_timeout;
-            tokio::time::timeout(timeout, dialer.dial(uri))
+            let (io, proxied) = tokio::time::timeout(timeout, dialer.dial(uri))
                 .await
-                .map_err(|_| DialError::Timeout)?
+                .map_err(|_| DialError::Timeout)??;
+            Ok(Conn {
+                io,
+                proxied,
+                _slot: slot,
+            })
         })
     }
 }
@@ -164,7 +225,7 @@ fn host_port(uri: &http::Uri) -> Result<(&str, u16), DialError> {
 }
 
 impl Dialer {
-    async fn dial(&self, uri: http::Uri) -> Result<Conn, DialError> {
+    async fn dial(&self, uri: http::Uri) -> Result<(TokioIo<Box<dyn Stream>>, bool), DialError> {
         let (host, port) = host_port(&uri)?;
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let Some(route) = self.network.proxies.route(&uri) else {
@@ -204,7 +265,7 @@ impl Dialer {
         https: bool,
         tcp: TcpStream,
         proxied: bool,
-    ) -> Result<Conn, DialError> {
+    ) -> Result<(TokioIo<Box<dyn Stream>>, bool), DialError> {
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Stream> = if https {
             let connector = tokio_rustls::TlsConnector::from(self.network.tls.config.clone());
@@ -217,10 +278,7 @@ impl Dialer {
         } else {
             Box::new(tcp)
         };
-        Ok(Conn {
-            io: TokioIo::new(io),
-            proxied,
-        })
+        Ok((TokioIo::new(io), proxied))
     }
 }
 

@@ -13,9 +13,10 @@ use super::tls::TlsSettings;
 pub const MAX_IDLE_PER_HOST: usize = 32;
 /// How long an idle pooled connection is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Requests one client (one plugin binding) has in flight at once, until
-/// their response headers arrive; beyond, requests wait.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Open connections of one client (one plugin binding) to one host, at
+/// most; a run sets fewer (see `EgressClient::limit_connections`). A
+/// request that finds none free waits for a pooled one.
+pub const MAX_CONNECTIONS_PER_HOST: usize = 64;
 /// Connecting (resolution, TCP, proxy tunnel, TLS) gives up after this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,7 +55,7 @@ impl NetworkSettings {
             format!("proxies {}", self.proxies.described.join(", "))
         };
         format!(
-            "TLS trusts {}; {proxies}; connections pooled per plugin and host (up to {MAX_IDLE_PER_HOST} idle for {}s, {MAX_IN_FLIGHT} requests in flight)",
+            "TLS trusts {}; {proxies}; connections pooled per plugin and host (at most {MAX_CONNECTIONS_PER_HOST} per host, {MAX_IDLE_PER_HOST} idle for {}s)",
             self.tls.trust,
             IDLE_TIMEOUT.as_secs()
         )

@@ -364,10 +364,10 @@ impl LoadedPlugin {
             .expect("a plugin's client has the plugin's policy")
     }
 
-    /// At most `n` of the plugin's requests in flight at once (a run's
-    /// concurrency): as many connections per host, at most.
-    pub fn limit_in_flight(&self, n: usize) {
-        self.egress.limit_in_flight(n);
+    /// At most `n` open connections of the plugin per host (what a run
+    /// does at once).
+    pub fn limit_connections(&self, n: usize) {
+        self.egress.limit_connections(n);
     }
 
     /// Replace the plugin's egress policy (and with it its client, so no

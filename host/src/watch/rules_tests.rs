@@ -87,3 +87,20 @@ fn paths_fan_out_over_arrays_and_globs_match() {
     assert_eq!(CaseId::sanitize("../x y").as_str(), "x-y");
     assert!(!CaseId::is_valid("../etc"));
 }
+
+#[test]
+fn an_events_account_is_a_target_account_only_when_it_is_12_digits() {
+    let text = RULES.replace(
+        r#"region = "region" }"#,
+        r#"region = "region", account = "account" }"#,
+    );
+    let r = rules(&text).unwrap();
+    let mut event = finding(8.0, "UnauthorizedAccess:EC2/SSHBruteForce");
+    event["account"] = json!("111122223333");
+    let rule = r.first_match(&event).unwrap();
+    let targets = rule.targets(&event);
+    assert_eq!(targets[0].account.as_deref(), Some("111122223333"));
+    // A hostile event cannot steer `{account}` of a grant's role ARN.
+    event["account"] = json!("111122223333:role/Admin");
+    assert!(rule.targets(&event).is_empty());
+}
