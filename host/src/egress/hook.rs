@@ -256,6 +256,18 @@ impl WasiHttpHooks for PluginEgress {
         let scope = self.scope.clone();
         Box::new(async move {
             let (method, url) = (request.method().to_string(), request.uri().to_string());
+            // A refusal after the allow list: journaled like its denials.
+            let refuse = |reason: String| {
+                report_denial(
+                    &report,
+                    &budget,
+                    EgressDenial {
+                        method: method.clone(),
+                        url: url.clone(),
+                        reason,
+                    },
+                );
+            };
             let (request, call, signer) = match authorizer {
                 None => (request, None, None),
                 Some(authorizer) => match authorizer.authorize(request, memory, scope).await {
@@ -265,15 +277,7 @@ impl WasiHttpHooks for PluginEgress {
                         signer,
                     }) => (request, call, signer),
                     Err(AuthorizeError::Denied(reason)) => {
-                        report_denial(
-                            &report,
-                            &budget,
-                            EgressDenial {
-                                method,
-                                url,
-                                reason,
-                            },
-                        );
+                        refuse(reason);
                         return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                     }
                     Err(AuthorizeError::Failed(e)) => {
@@ -285,15 +289,7 @@ impl WasiHttpHooks for PluginEgress {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .get_or_insert_with(|| e.clone());
-                        report_denial(
-                            &report,
-                            &budget,
-                            EgressDenial {
-                                method,
-                                url,
-                                reason: format!("not sent: {e}"),
-                            },
-                        );
+                        refuse(format!("not sent: {e}"));
                         return Err(wasmtime_wasi_http::Error::InternalError(Some(e)));
                     }
                 },
@@ -305,15 +301,7 @@ impl WasiHttpHooks for PluginEgress {
             let sent = match client.send_wasi(request, options).await {
                 Ok(sent) => Ok(sent),
                 Err(ConnectFailure::Refused(reason)) => {
-                    report_denial(
-                        &report,
-                        &budget,
-                        EgressDenial {
-                            method,
-                            url,
-                            reason,
-                        },
-                    );
+                    refuse(reason);
                     return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                 }
                 Err(ConnectFailure::Failed(e)) => Err(e),
