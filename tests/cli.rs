@@ -520,7 +520,7 @@ fn plugin_inspect_shows_world_describe_and_imports() {
         .iter()
         .find(|a| a["name"] == "isolate")
         .unwrap();
-    assert_eq!(isolate["mutating"], true);
+    assert_eq!(isolate["effect"], "Mutates");
     let imports: Vec<&str> = v["imports"]
         .as_array()
         .unwrap()
@@ -530,7 +530,7 @@ fn plugin_inspect_shows_world_describe_and_imports() {
     assert!(
         imports
             .iter()
-            .any(|i| i.starts_with("irhost:plugin/host@0.1.0")),
+            .any(|i| i.starts_with("irhost:plugin/host@0.2.0")),
         "{imports:?}"
     );
     let out = ws.irhost(&[
@@ -539,7 +539,7 @@ fn plugin_inspect_shows_world_describe_and_imports() {
         plugin("example-step").to_str().unwrap(),
     ]);
     assert!(
-        stdout(&out).contains("irhost:plugin/step@0.1.0"),
+        stdout(&out).contains("irhost:plugin/step@0.2.0"),
         "{}",
         stdout(&out)
     );

@@ -590,7 +590,7 @@ name = "arm-identity"
 [plugins.hostile]
 path = "{{hostile}}"
 allow_hosts = ["localhost:1"]
-config = {{ claim_provider = "any", mode = "http", url = "{}" }}
+config = {{ claim_provider = "any", mode = "http", url = "{}", declare = ["*"] }}
 
 [plugins.hostile.cloud]
 azure = "arm"
@@ -943,7 +943,7 @@ fn one_process_makes_https_plugin_requests_sts_calls_and_azure_token_fetches() {
             "[plugins.ec2.cloud]\nassume_role = \"arn:aws:iam::{account}:role/IRResponder\"\n",
         );
     let text = format!(
-        "{text}\n[plugins.hostile]\npath = \"{}\"\nallow_hosts = [\"localhost:1\"]\ncloud = {{ azure = \"arm\" }}\nconfig = {{ claim_provider = \"any\", mode = \"http\", url = \"{}\" }}\n\n[[steps]]\nid = \"arm\"\nplugin = \"hostile\"\naction = \"misbehave\"\n",
+        "{text}\n[plugins.hostile]\npath = \"{}\"\nallow_hosts = [\"localhost:1\"]\ncloud = {{ azure = \"arm\" }}\nconfig = {{ claim_provider = \"any\", mode = \"http\", url = \"{}\", declare = [\"*\"] }}\n\n[[steps]]\nid = \"arm\"\nplugin = \"hostile\"\naction = \"misbehave\"\n",
         plugin("hostile").display(),
         sink.url()
     );

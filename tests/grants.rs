@@ -23,6 +23,7 @@ fn playbook(provider: &str, url: &str, allow_hosts: Option<&str>, grant: Option<
     let allow = allow_hosts
         .map(|a| format!("allow_hosts = [{a}]\n"))
         .unwrap_or_default();
+    let declare = grant.map(declared).unwrap_or_default();
     let grant = grant.map(|g| format!("cloud = {g}\n")).unwrap_or_default();
     format!(
         r#"
@@ -31,7 +32,7 @@ name = "grants"
 
 [plugins.hostile]
 path = "{{hostile}}"
-{allow}{grant}config = {{ claim_provider = "{provider}", mode = "http", url = "{url}" }}
+{allow}{grant}config = {{ claim_provider = "{provider}", mode = "http", url = "{url}"{declare} }}
 
 [[steps]]
 id = "fetch"
@@ -39,6 +40,36 @@ plugin = "hostile"
 action = "misbehave"
 "#
     )
+}
+
+/// `, declare = […]`: hostile declares (as contract 0.2 asks every verb to)
+/// the API actions its grant names, so what the tests see is the grant's
+/// decision; a grant that does not parse declares nothing.
+fn declared(grant: &str) -> String {
+    let Ok(table) = format!("cloud = {grant}").parse::<toml::Table>() else {
+        return String::new();
+    };
+    let cloud = &table["cloud"];
+    let names: Vec<String> = match (cloud.get("aws"), cloud.get("azure")) {
+        (Some(toml::Value::Array(entries)), _) => entries
+            .iter()
+            .filter_map(|e| e.as_str())
+            .map(|e| {
+                if e.contains(':') {
+                    e.to_string()
+                } else {
+                    format!("{e}:*")
+                }
+            })
+            .collect(),
+        (_, Some(toml::Value::String(_))) => vec!["*".into()],
+        (_, Some(toml::Value::Array(entries))) => entries
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    format!(", declare = {names:?}")
 }
 
 /// Run a playbook with the responder's cloud credentials in the environment.
@@ -660,7 +691,7 @@ name = "upload"
 path = "{{hostile}}"
 cloud = {{ aws = ["ec2:DescribeInstances"] }}
 limits = {{ memory_mb = 64, timeout = "60s" }}
-config = {{ mode = "upload", url = "http://127.0.0.1:{port}/", bytes = {bytes} }}
+config = {{ mode = "upload", url = "http://127.0.0.1:{port}/", bytes = {bytes}, declare = ["ec2:DescribeInstances"] }}
 
 [[steps]]
 id = "fetch"
@@ -813,5 +844,65 @@ after = ["snapshot"]
         sink.requests().is_empty(),
         "the mutating step ran: {:?}",
         sink.requests()
+    );
+}
+
+#[test]
+fn a_verb_may_call_only_what_it_declared_within_its_grant() {
+    // The grant allows TerminateInstances, but the verb declared only
+    // DescribeInstances (contract 0.2): the call is refused before it
+    // leaves, and the journal says the declaration is why.
+    let sink = Sink::start();
+    let grant = "{ aws = [\"ec2:DescribeInstances\", \"ec2:TerminateInstances\"] }";
+    let ws = Workspace::new();
+    let url = format!(
+        "http://127.0.0.1:{}/?Action=TerminateInstances&Version=2016-11-15&InstanceId.1=i-0abc",
+        sink.port()
+    );
+    let text = playbook("any", &url, None, Some(grant)).replace(
+        "declare = [\"ec2:DescribeInstances\", \"ec2:TerminateInstances\"]",
+        "declare = [\"ec2:DescribeInstances\"]",
+    );
+    assert!(
+        text.contains("declare = [\"ec2:DescribeInstances\"]"),
+        "{text}"
+    );
+    let pb = ws.playbook("declared.toml", &text);
+    let out = credentials_command(&ws, &pb, &sink)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", sink.port()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let records = ws.journal("grants");
+    assert!(
+        records.iter().any(|r| matches!(&r.event,
+            RunEvent::EgressDenied { reason, .. }
+                if reason.contains("ec2:TerminateInstances is not among the API actions `misbehave` declares (ec2:DescribeInstances)"))),
+        "{records:#?}"
+    );
+    assert!(sink.requests().is_empty(), "{:?}", sink.requests());
+
+    // A declaration the grant does not cover is a plan error, at the step.
+    let text = playbook(
+        "any",
+        &url,
+        None,
+        Some("{ aws = [\"ec2:DescribeInstances\"] }"),
+    )
+    .replace(
+        "declare = [\"ec2:DescribeInstances\"]",
+        "declare = [\"ec2:DescribeInstances\", \"ec2:TerminateInstances\"]",
+    );
+    let pb = ws.playbook("overclaim.toml", &text);
+    let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("steps.fetch.action"), "{err}");
+    assert!(
+        err.contains("calls ec2:TerminateInstances (declared by plugin `hostile` for `misbehave`), which its grant does not allow"),
+        "{err}"
     );
 }

@@ -461,6 +461,7 @@ fn the_component_cache_is_keyed_by_content_and_reused() {
         limits: Default::default(),
         egress: Default::default(),
         authorizer: None,
+        uploads: None,
         config: serde_json::json!({}),
     };
     let load = |source: PluginSource| {

@@ -51,6 +51,7 @@ fn source(name: &str) -> PluginSource {
         limits: Default::default(),
         egress: Default::default(),
         authorizer: None,
+        uploads: None,
         config: serde_json::json!({}),
     }
 }
@@ -82,7 +83,6 @@ fn call_overhead(rt: &tokio::runtime::Runtime) {
                 attributes: vec![],
             },
             inputs: vec![],
-            previous_isolation: None,
             call: CallContext {
                 plugin: name.into(),
                 step: "bench".into(),
@@ -243,6 +243,8 @@ impl Floor {
         )
         .unwrap();
         let component = Component::from_file(&engine, wasm).unwrap();
+        // `uploads` traps: `snapshot` never uses it.
+        linker.define_unknown_imports_as_traps(&component).unwrap();
         let pre = irhost::runtime::bindings::provider::ProviderPre::new(
             linker.instantiate_pre(&component).unwrap(),
         )
@@ -276,7 +278,7 @@ impl Floor {
         let artifacts = rt
             .block_on(async {
                 let plugin = self.pre.instantiate_async(&mut store).await?;
-                plugin.call_snapshot(&mut store, &self.target).await
+                plugin.call_snapshot(&mut store, &self.target, &[]).await
             })
             .unwrap()
             .unwrap();
@@ -325,7 +327,6 @@ fn call_overhead_http(rt: &tokio::runtime::Runtime) {
             attributes: vec![],
         },
         inputs: vec![],
-        previous_isolation: None,
         call: CallContext {
             plugin: "hostile".into(),
             step: "bench".into(),

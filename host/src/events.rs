@@ -37,6 +37,9 @@ pub enum RunEvent {
         path: String,
         sha256: String,
         world: String,
+        /// The `irhost:plugin` version it was built against.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        contract: String,
         name: String,
         version: String,
         allow_hosts: Vec<String>,
@@ -106,6 +109,27 @@ pub enum RunEvent {
         method: String,
         url: String,
         reason: String,
+    },
+    /// What the host did for a plugin's evidence upload (the `uploads`
+    /// interface): created it, minted short-lived URLs for some of its
+    /// parts, completed or abandoned it. A minted URL is a credential for
+    /// one object: each is journaled.
+    EvidenceUpload {
+        target: String,
+        step: String,
+        plugin: String,
+        /// `begin`, `part-urls`, `complete`, `abort`.
+        operation: String,
+        location: String,
+        /// The parts concerned (`1-100`), for `part-urls` and `complete`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parts: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_in_s: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// One cloud API call made with the responder's credentials: the
     /// case's own trail of every call.
@@ -266,6 +290,7 @@ impl RunEvent {
             | RunEvent::PluginProgress { target, .. }
             | RunEvent::EgressDenied { target, .. }
             | RunEvent::CloudCall { target, .. }
+            | RunEvent::EvidenceUpload { target, .. }
             | RunEvent::ArtifactRecorded { target, .. }
             | RunEvent::TargetFinished { target, .. } => Some(target),
             _ => None,

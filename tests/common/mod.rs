@@ -34,6 +34,12 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// The test provider as built against `irhost:plugin@0.1.0` (committed:
+/// the host must keep running components of the old contract).
+pub fn fixture_v0_1() -> PathBuf {
+    repo_root().join("tests/fixtures/test-provider-0.1.0.wasm")
+}
+
 /// A scratch directory with its own cases dir and component cache.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
@@ -55,9 +61,10 @@ impl Workspace {
     }
 
     /// Write a playbook; `{test}`, `{notify}`, `{hostile}` and `{vault}`
-    /// become plugin paths.
+    /// become plugin paths, `{test_v0_1}` the committed 0.1.0 component.
     pub fn playbook(&self, name: &str, text: &str) -> PathBuf {
         let mut text = text
+            .replace("{test_v0_1}", fixture_v0_1().to_str().unwrap())
             .replace("{test}", plugin("test-provider").to_str().unwrap())
             .replace("{notify}", plugin("example-step").to_str().unwrap())
             .replace("{hostile}", plugin("hostile").to_str().unwrap());

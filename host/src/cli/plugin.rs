@@ -1,4 +1,5 @@
-//! `irhost plugin inspect`: a component's world, `describe`, imports.
+//! `irhost plugin inspect`: a component's world and contract, `describe`
+//! (verbs, effects, the API actions each declares), imports.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ pub(super) async fn inspect(host: &Host, file: &Path, json: bool) -> Result<Exit
         "file": file.display().to_string(),
         "sha256": plugin.sha256,
         "world": plugin.world,
+        "contract": plugin.contract,
         "describe": plugin.info,
         "imports": plugin.imports,
     });
@@ -22,7 +24,10 @@ pub(super) async fn inspect(host: &Host, file: &Path, json: bool) -> Result<Exit
         println!("{value}");
     } else {
         println!("{}", file.display());
-        println!("  world:    irhost:plugin/{}@0.1.0", plugin.world);
+        println!(
+            "  world:    irhost:plugin/{}@{}",
+            plugin.world, plugin.contract
+        );
         println!("  sha256:   {}", plugin.sha256);
         println!(
             "  plugin:   {} {} (provider {})",
@@ -31,11 +36,14 @@ pub(super) async fn inspect(host: &Host, file: &Path, json: bool) -> Result<Exit
         println!("  actions:");
         for a in &plugin.info.actions {
             println!(
-                "    {:<22} {}{}",
+                "    {:<22} [{}] {}",
                 a.name,
-                if a.mutating { "[mutates] " } else { "" },
+                a.effect.as_str(),
                 a.description
             );
+            for api in &a.api_actions {
+                println!("      {:<20} {}", api.effect.as_str(), api.name);
+            }
         }
         println!("  imports:");
         for i in &plugin.imports {

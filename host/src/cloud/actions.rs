@@ -1,10 +1,9 @@
 //! Which cloud API action a request calls — AWS Query (`Action=`), AWS
 //! JSON (`X-Amz-Target`), S3 REST (method, path, query), ARM (method,
-//! resource type, action path) — and the [`ActionList`] of a grant that
-//! says whether it may.
+//! resource type, action path); the egress's [`ActionList`] says whether
+//! it may.
 
-use std::fmt;
-
+pub use crate::egress::ActionList;
 use crate::egress::ApiCall;
 
 /// AWS services that speak the Query protocol (`Action=` in the query or
@@ -13,70 +12,6 @@ const QUERY_SERVICES: &[&str] = &["autoscaling", "ec2", "elasticloadbalancing", 
 
 /// AWS services that speak JSON 1.0/1.1 (`X-Amz-Target: Prefix.Action`).
 const JSON_SERVICES: &[&str] = &["cloudtrail", "kms", "logs", "ssm"];
-
-/// The API actions a grant allows, IAM-style: `ec2:DescribeInstances`,
-/// `ec2:Describe*`, `ec2:*`; ARM: `Microsoft.Compute/virtualMachines/read`,
-/// `Microsoft.Compute/*`. Matching ignores case, as IAM does.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ActionList(Vec<String>);
-
-impl ActionList {
-    pub fn new(actions: Vec<String>) -> Self {
-        ActionList(actions)
-    }
-
-    /// Every action (a grant naming only a service, or `azure = "arm"`).
-    pub fn everything(prefix: &str) -> Self {
-        ActionList(vec![format!("{prefix}*")])
-    }
-
-    pub fn entries(&self) -> &[String] {
-        &self.0
-    }
-
-    /// Whether the list allows `action`.
-    pub fn allows(&self, action: &str) -> bool {
-        self.0.iter().any(|pattern| wildcard_match(pattern, action))
-    }
-
-    /// Whether an entry allows every action of `prefix` (`ec2:`).
-    pub fn is_unbounded(&self, prefix: &str) -> bool {
-        self.0
-            .iter()
-            .any(|p| *p == format!("{prefix}*") || p == "*")
-    }
-}
-
-impl fmt::Display for ActionList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(", "))
-    }
-}
-
-/// IAM's matching: `*` any run of characters, `?` one; case-insensitive.
-fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
 
 /// The action of a request to AWS `service` (the signing scope).
 pub fn aws_call(
@@ -480,20 +415,5 @@ mod tests {
             arm("GET", "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks"),
             "Microsoft.Compute/disks/read /subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/disks"
         );
-    }
-
-    #[test]
-    fn lists_match_like_iam() {
-        let list = ActionList::new(vec!["ec2:Describe*".into(), "ec2:CreateSnapshots".into()]);
-        assert!(list.allows("ec2:DescribeInstances"));
-        assert!(list.allows("EC2:createsnapshots"));
-        assert!(!list.allows("ec2:ModifySnapshotAttribute"));
-        assert!(!list.allows("ec2:TerminateInstances"));
-        assert!(!list.allows("s3:DescribeInstances"));
-        assert!(ActionList::everything("ec2:").allows("ec2:TerminateInstances"));
-        assert!(!ActionList::everything("ec2:").allows("s3:PutObject"));
-        let arm = ActionList::new(vec!["Microsoft.Compute/virtualMachines/read".into()]);
-        assert!(arm.allows("Microsoft.Compute/virtualMachines/read"));
-        assert!(!arm.allows("Microsoft.Compute/virtualMachines/delete"));
     }
 }

@@ -97,6 +97,7 @@ impl CloudEnv {
             case_id: "doctor".into(),
             account: target.account.clone(),
             target: target.id.clone(),
+            declared: None,
         };
         let who = match signer.session(&scope) {
             Ok(Some(session)) => format!("role {}", session.arn),

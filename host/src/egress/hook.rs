@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::api_actions::DeclaredActions;
 use super::connector::{self, ConnectFailure, EgressClient};
 use super::memory::MemoryAccount;
 use super::policy::EgressDecision;
@@ -43,6 +44,10 @@ pub struct CallScope {
     pub account: Option<String>,
     /// The target's id (an Azure target's names its subscription).
     pub target: String,
+    /// The API actions the called verb declared (a 0.2 plugin's
+    /// `describe`): a cloud call outside them is refused even when the
+    /// grant allows it. `None` for plugins that declare nothing (0.1).
+    pub declared: Option<Arc<DeclaredActions>>,
 }
 
 /// One authorized cloud call and how it ended, for the journal.
@@ -254,6 +259,7 @@ impl WasiHttpHooks for PluginEgress {
         let authorizer = self.authorizer.clone();
         let memory = self.memory.clone();
         let scope = self.scope.clone();
+        let declared = scope.declared.clone();
         Box::new(async move {
             let (method, url) = (request.method().to_string(), request.uri().to_string());
             // A refusal after the allow list: journaled like its denials.
@@ -275,7 +281,17 @@ impl WasiHttpHooks for PluginEgress {
                         request,
                         call,
                         signer,
-                    }) => (request, call, signer),
+                    }) => {
+                        if let Some(reason) = declared
+                            .as_deref()
+                            .zip(call.as_ref())
+                            .and_then(|(declared, call)| declared.refuses(&call.action))
+                        {
+                            refuse(reason);
+                            return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                        }
+                        (request, call, signer)
+                    }
                     Err(AuthorizeError::Denied(reason)) => {
                         refuse(reason);
                         return Err(wasmtime_wasi_http::Error::HttpRequestDenied);

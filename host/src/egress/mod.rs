@@ -13,6 +13,7 @@
 //! an entry naming it.
 
 pub mod address;
+pub mod api_actions;
 pub mod connector;
 pub mod dialer;
 pub mod hook;
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod proxy;
 pub mod tls;
 
+pub use api_actions::{ActionList, DeclaredActions};
 pub use connector::{ConnectFailure, EgressClient, OutboundBody};
 pub use dialer::Reach;
 pub use hook::{

@@ -48,7 +48,7 @@ pub async fn run_plan(
     journal_start(&recorder, &plan, &targets, &options);
     // As many connections per plugin and host as requests the run can make
     // at once: targets at once × steps of one target at once.
-    let connections = options.concurrency.saturating_mul(plan_width(&plan));
+    let connections = options.concurrency.saturating_mul(plan.width());
     for plugin in plan.plugins.values() {
         plugin.limit_connections(connections);
     }
@@ -116,6 +116,7 @@ fn journal_start(
             path: plugin.path.display().to_string(),
             sha256: plugin.sha256.clone(),
             world: plugin.world.as_str().into(),
+            contract: plugin.contract.as_str().into(),
             name: plugin.info.name.clone(),
             version: plugin.info.version.clone(),
             allow_hosts: plugin
@@ -181,26 +182,4 @@ fn seal(ctx: &RunContext) -> anyhow::Result<Sealed> {
         |event| recorder.emit(event),
     )
     .map_err(|e| anyhow::anyhow!("the case could not be sealed: {e:#}"))
-}
-
-/// The most steps of one target that may run at once: the widest level of
-/// the step DAG (a step's level is one more than its deepest dependency's).
-fn plan_width(plan: &PlaybookPlan) -> usize {
-    let mut level: std::collections::HashMap<&str, usize> = Default::default();
-    let mut per_level: Vec<usize> = Vec::new();
-    for step in &plan.steps {
-        let depth = step
-            .spec
-            .after
-            .iter()
-            .filter_map(|a| level.get(a.as_str()))
-            .max()
-            .map_or(0, |d| d + 1);
-        level.insert(&step.spec.id, depth);
-        if per_level.len() <= depth {
-            per_level.resize(depth + 1, 0);
-        }
-        per_level[depth] += 1;
-    }
-    per_level.into_iter().max().unwrap_or(1).max(1)
 }

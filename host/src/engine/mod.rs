@@ -30,7 +30,7 @@ use crate::events::Status;
 use crate::journal::CaseRecorder;
 use crate::plan::PlaybookPlan;
 use crate::playbook::OnError;
-use crate::runtime::bindings::{Artifact, IsolationRecord};
+use crate::runtime::bindings::Artifact;
 use crate::runtime::PluginRuntime;
 
 pub use lifecycle::{lock_case, run_plan};
@@ -73,8 +73,6 @@ pub struct StepData {
     pub action: String,
     pub artifacts: Vec<Artifact>,
     pub values: serde_json::Value,
-    #[serde(skip)]
-    pub isolation: Option<IsolationRecord>,
 }
 
 /// How a step ended.

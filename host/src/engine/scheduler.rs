@@ -2,6 +2,7 @@
 //! have finished, independent steps run in parallel; a step whose
 //! dependency failed (without `on_error = "continue"`) or was skipped is
 //! skipped, and a mutating step runs only after a snapshot step succeeded
+//! (and `stop`, when the playbook captures memory, after a capture did)
 //! on the same target (the preservation rule, at run time).
 
 use std::sync::Arc;
@@ -201,6 +202,24 @@ fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) ->
                 .collect();
             return Some(format!(
                 "preservation rule: `{}` mutates the target and no snapshot step ({}) succeeded on it",
+                step.spec.action,
+                names.join(", ")
+            ));
+        }
+    }
+    if !step.memory_preserved_by.is_empty() && !step.spec.allow_unpreserved {
+        let captured = step
+            .memory_preserved_by
+            .iter()
+            .any(|&p| matches!(&states[p], StepState::Done(o) if o.status == Status::Succeeded));
+        if !captured {
+            let names: Vec<&str> = step
+                .memory_preserved_by
+                .iter()
+                .map(|&p| steps[p].spec.id.as_str())
+                .collect();
+            return Some(format!(
+                "preservation rule: `{}` takes the machine down and no capture-memory step ({}) succeeded on it: its memory would be lost",
                 step.spec.action,
                 names.join(", ")
             ));

@@ -141,7 +141,6 @@ fn case_input(case: &SealedCase) -> StepData {
         action: "seal".into(),
         artifacts: case.artifacts.clone(),
         values: case.values.clone(),
-        isolation: None,
     }
 }
 

@@ -118,7 +118,6 @@ async fn call_with_retries(
     let plugin = ctx.plan.plugins[&spec.plugin].clone();
     let label = target.label();
     let params = merged_params(&plugin.config, &ctx.options.params, &spec.with);
-    let previous_isolation = inputs.iter().rev().find_map(|(_, d)| d.isolation.clone());
     let step_inputs: Vec<StepInput> = inputs
         .iter()
         .map(|(id, d)| StepInput {
@@ -143,7 +142,6 @@ async fn call_with_retries(
             action: step.action.clone(),
             target: wit_target(target),
             inputs: step_inputs.clone(),
-            previous_isolation: previous_isolation.clone(),
             call: CallContext {
                 plugin: spec.plugin.clone(),
                 step: spec.id.clone(),
@@ -209,33 +207,19 @@ fn step_data(
     action: &str,
     output: PluginOutput,
 ) -> StepData {
-    let (artifacts, values, isolation) = match output {
-        PluginOutput::Artifacts(a) => (a, serde_json::Value::Null, None),
-        PluginOutput::Interfaces(i) => (
-            Vec::new(),
-            serde_json::to_value(&i).unwrap_or_default(),
-            None,
-        ),
-        PluginOutput::Isolation(r) => (
-            Vec::new(),
-            serde_json::to_value(&r).unwrap_or_default(),
-            Some(r),
-        ),
-        PluginOutput::Seal(s) => (
-            Vec::new(),
-            serde_json::to_value(&s).unwrap_or_default(),
-            None,
-        ),
+    let json = |v: Result<serde_json::Value, serde_json::Error>| v.unwrap_or_default();
+    let (artifacts, values) = match output {
+        PluginOutput::Artifacts(a) => (a, serde_json::Value::Null),
+        PluginOutput::Interfaces(i) => (Vec::new(), json(serde_json::to_value(&i))),
+        PluginOutput::Isolation(r) => (Vec::new(), json(serde_json::to_value(&r))),
+        PluginOutput::Remediation(r) => (Vec::new(), json(serde_json::to_value(&r))),
+        PluginOutput::State(c) => (Vec::new(), json(serde_json::to_value(&c))),
+        PluginOutput::Seal(s) => (Vec::new(), json(serde_json::to_value(&s))),
         PluginOutput::Step(s) => (
             s.artifacts,
             serde_json::from_str(&s.values).unwrap_or(serde_json::Value::String(s.values)),
-            None,
         ),
-        PluginOutput::Info(i) => (
-            Vec::new(),
-            serde_json::to_value(&i).unwrap_or_default(),
-            None,
-        ),
+        PluginOutput::Info(i) => (Vec::new(), json(serde_json::to_value(&i))),
     };
     let artifacts = artifacts
         .into_iter()
@@ -270,7 +254,6 @@ fn step_data(
         action: action.to_string(),
         artifacts,
         values,
-        isolation,
     }
 }
 

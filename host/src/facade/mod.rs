@@ -186,12 +186,14 @@ impl Host {
                 limits: Default::default(),
                 egress: Default::default(),
                 authorizer: None,
+                uploads: None,
                 config: serde_json::json!({}),
             })
             .await?;
         Ok(PluginInspection {
             sha256: plugin.sha256.clone(),
             world: plugin.world.as_str(),
+            contract: plugin.contract.as_str(),
             info: plugin.info.clone(),
             imports: plugin.imports.clone(),
         })
@@ -215,6 +217,8 @@ pub struct PluginInspection {
     pub sha256: String,
     /// `provider` or `step`.
     pub world: &'static str,
+    /// The `irhost:plugin` version it was built against.
+    pub contract: &'static str,
     /// What its `describe` returned.
     pub info: PluginInfo,
     /// The interfaces it imports.

@@ -108,6 +108,7 @@ fn plugin_source(spec: &PluginSpec) -> PluginSource {
         limits: spec.limits,
         egress: spec.egress.clone(),
         authorizer: None,
+        uploads: None,
         config: spec.config.clone(),
     }
 }

@@ -1,8 +1,11 @@
 //! From a checked [`Playbook`] and its loaded plugins to a [`PlaybookPlan`]:
-//! each step's plugin action is checked against the plugin's `describe`,
-//! marked mutating or not, and the preservation rule is enforced — a step
-//! that mutates a target must have a snapshot step of the same target among
-//! its dependencies, unless it says `allow_unpreserved = true`.
+//! each step's plugin action is checked against the plugin's `describe`
+//! (and the API actions that verb declares against the plugin's grant),
+//! marked mutating or not, and the breach protocol's order is enforced
+//! ([`rules`]): a step that mutates a target comes after a snapshot of it;
+//! when the playbook captures memory, `stop` comes after the capture and so
+//! does `isolate` (unless its grant keeps the agent reachable); `remediate`
+//! comes after the inventory it works from.
 
 use crate::cloud::policy::{least_privilege, GrantedPlugin, LeastPrivilege};
 use std::collections::{BTreeMap, HashMap};
@@ -10,20 +13,20 @@ use std::sync::Arc;
 
 mod load;
 mod phases;
+mod rules;
 mod targets;
 
 use crate::cloud::CloudEnv;
 use crate::diagnostics::Diagnostics;
-use crate::playbook::{Playbook, StepPhase, StepSpec};
+use crate::playbook::{Playbook, StepSpec};
+use crate::runtime::bindings::Effect;
 use crate::runtime::{Action, LoadedPlugin, PluginRuntime, PluginWorld};
 
 pub use load::load_plugins;
 pub use targets::TargetsError;
 
-/// Actions that change a target whatever their plugin says.
-pub const ALWAYS_MUTATING: &[&str] = &["isolate", "release", "stop", "terminate", "remediate"];
-
-/// The action that preserves a target.
+/// The action that preserves a target's disks and configuration, which a
+/// mutating step must come after.
 pub const PRESERVATION_ACTION: Action = Action::Snapshot;
 
 /// One step of the plan.
@@ -40,6 +43,9 @@ pub struct PlannedStep {
     /// Ancestors that preserve the target (snapshot steps of the same
     /// provider, for a provider step).
     pub preserved_by: Vec<usize>,
+    /// For `stop` in a playbook that captures memory: the capture-memory
+    /// ancestors, one of which must have succeeded.
+    pub memory_preserved_by: Vec<usize>,
     /// For a step of a provider plugin, the provider it serves (`aws`,
     /// `azure`, ...): it runs only on targets of that provider. Custom
     /// steps (`None`) run on every target.
@@ -128,8 +134,9 @@ impl PlaybookPlan {
             }
             let provider =
                 (plugin.world == PluginWorld::Provider).then(|| plugin.info.provider.clone());
-            let mutating = action.is_some_and(|a| a.mutating)
-                || ALWAYS_MUTATING.contains(&spec.action.as_str());
+            let action_kind = Action::parse(&spec.action);
+            let mutating =
+                action.is_some_and(|a| a.effect == Effect::Mutates) || action_kind.always_mutates();
             let deps: Vec<usize> = spec.after.iter().map(|d| position[d.as_str()]).collect();
             let mut ancestors: Vec<usize> = Vec::new();
             for &d in &deps {
@@ -138,38 +145,48 @@ impl PlaybookPlan {
             }
             ancestors.sort_unstable();
             ancestors.dedup();
-            let preserved_by: Vec<usize> = ancestors
-                .iter()
-                .copied()
-                .filter(|&a| {
-                    steps[a].action == PRESERVATION_ACTION
-                        && steps[a].provider.is_some()
-                        && (provider.is_none() || steps[a].provider == provider)
-                })
-                .collect();
-            let preservation_applies = spec.phase == StepPhase::Target;
-            if mutating
-                && preserved_by.is_empty()
-                && !spec.allow_unpreserved
-                && preservation_applies
+            let of_provider = |wanted: Action| -> Vec<usize> {
+                ancestors
+                    .iter()
+                    .copied()
+                    .filter(|&a| {
+                        steps[a].action == wanted
+                            && steps[a].provider.is_some()
+                            && (provider.is_none() || steps[a].provider == provider)
+                    })
+                    .collect()
+            };
+            let preserved_by = of_provider(PRESERVATION_ACTION);
+            let memory_by = of_provider(Action::CaptureMemory);
+            let inventory_by = of_provider(Action::EnumerateInterfaces);
+            let check = rules::StepCheck {
+                playbook: &playbook,
+                plugins: &plugins,
+                spec: &spec,
+                action: &action_kind,
+                mutating,
+                provider: provider.as_deref(),
+                preserved_by: &preserved_by,
+                memory_by: &memory_by,
+                inventory_by: &inventory_by,
+                info: action,
+            };
+            problems.extend(check.problems());
+            let memory_preserved_by = if action_kind == Action::Stop
+                && rules::captures_memory(&playbook, &plugins, provider.as_deref())
             {
-                problems.push(src.diagnostic(
-                    spec.action_span.clone(),
-                    &field,
-                    format!(
-                        "step `{}` mutates the target (`{}`) but no `snapshot` step precedes it: evidence would be changed before it is preserved",
-                        spec.id, spec.action
-                    ),
-                    Some("add a snapshot step to its `after` (directly or through another step), or set `allow_unpreserved = true` to accept the loss (it is journaled)"),
-                ));
-            }
+                memory_by.clone()
+            } else {
+                Vec::new()
+            };
             steps.push(PlannedStep {
-                action: Action::parse(&spec.action),
+                action: action_kind,
                 spec,
                 mutating,
                 deps,
                 ancestors,
                 preserved_by,
+                memory_preserved_by,
                 provider,
             });
         }
@@ -205,11 +222,37 @@ impl PlaybookPlan {
         providers
     }
 
+    /// Each per-target step's level in the DAG: 0 for a step after none,
+    /// else one more than its deepest dependency (steps of one level may
+    /// run at once on a target).
+    pub fn levels(&self) -> Vec<usize> {
+        let mut levels: Vec<usize> = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let level = step.deps.iter().map(|&d| levels[d] + 1).max().unwrap_or(0);
+            levels.push(level);
+        }
+        levels
+    }
+
+    /// The most steps of one target that may run at once: the widest level.
+    pub fn width(&self) -> usize {
+        let mut per_level: Vec<usize> = Vec::new();
+        for level in self.levels() {
+            if per_level.len() <= level {
+                per_level.resize(level + 1, 0);
+            }
+            per_level[level] += 1;
+        }
+        per_level.into_iter().max().unwrap_or(1).max(1)
+    }
+
     /// The plan as data (for `irhost plan --json` and the run journal).
     pub fn describe(&self) -> serde_json::Value {
+        let levels = self.levels();
         serde_json::json!({
             "playbook": self.playbook.name,
-            "steps": self.steps.iter().chain(&self.sealed).map(|s| serde_json::json!({
+            "steps": self.steps.iter().chain(&self.sealed).enumerate().map(|(i, s)| serde_json::json!({
+                "level": levels.get(i),
                 "id": s.spec.id,
                 "phase": s.spec.phase,
                 "plugin": s.spec.plugin,
@@ -218,6 +261,8 @@ impl PlaybookPlan {
                 "mutating": s.mutating,
                 "provider": s.provider,
                 "preserved_by": s.preserved_by.iter().map(|&p| &self.steps[p].spec.id).collect::<Vec<_>>(),
+                "memory_preserved_by": s.memory_preserved_by.iter().map(|&p| &self.steps[p].spec.id).collect::<Vec<_>>(),
+                "api_actions": self.plugins.get(&s.spec.plugin).and_then(|p| p.action(&s.spec.action)).map(|a| a.api_actions.iter().map(|x| serde_json::json!({"name": x.name, "effect": x.effect.as_str(), "when": x.when})).collect::<Vec<_>>()).unwrap_or_default(),
                 "allow_unpreserved": s.spec.allow_unpreserved,
                 "retries": s.spec.retries,
                 "on_error": s.spec.on_error,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::raw::{RawGrant, RawPlugin};
 use super::spec::PluginSpec;
-use crate::cloud::grant::AssumeRole;
+use crate::cloud::grant::{agent_services, AssumeRole, EvidenceUploads};
 use crate::cloud::CloudGrant;
 use crate::diagnostics::{parse_duration, table_to_json, Diagnostic, SourceMap};
 use crate::digest::is_sha256;
@@ -101,11 +101,23 @@ pub(super) fn plugin_spec(
         .cloud
         .as_ref()
         .and_then(|g| grant(source, &field("cloud"), g, &mut problems));
+    let (evidence_uploads, isolation_keeps) = match (&raw.cloud, &grant) {
+        (Some(raw_grant), Some(grant)) => grant_extras(
+            source,
+            &field("cloud"),
+            raw_grant.get_ref(),
+            grant,
+            &mut problems,
+        ),
+        _ => (None, Vec::new()),
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok(PluginSpec {
         grant,
+        evidence_uploads,
+        isolation_keeps,
         grant_span: raw.cloud.as_ref().map_or(span.clone(), |g| g.span()),
         default_hosts: raw.allow_hosts.is_none(),
         name: name.to_string(),
@@ -186,6 +198,48 @@ fn grant(
 }
 
 type Located = (Range<usize>, String, String);
+
+/// A grant's `evidence_uploads` and `isolation_keeps`, checked against its
+/// cloud.
+fn grant_extras(
+    source: &SourceMap,
+    field: &str,
+    raw: &RawGrant,
+    grant: &CloudGrant,
+    problems: &mut Vec<Diagnostic>,
+) -> (Option<EvidenceUploads>, Vec<String>) {
+    let cloud = grant.cloud();
+    let uploads = raw.evidence_uploads.as_ref().and_then(|u| {
+        EvidenceUploads::parse(cloud, u.get_ref())
+            .map_err(|e| {
+                problems.push(source.diagnostic(
+                    u.span(),
+                    &format!("{field}.evidence_uploads"),
+                    e,
+                    Some("the store the machine uploads memory images to: \"s3://BUCKET/PREFIX/\" (AWS) or \"https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX/\" (Azure)"),
+                ))
+            })
+            .ok()
+    });
+    let known = agent_services(cloud);
+    let mut keeps = Vec::new();
+    for service in raw.isolation_keeps.iter().flat_map(|k| k.get_ref()) {
+        if known.contains(&service.get_ref().as_str()) {
+            keeps.push(service.get_ref().clone());
+        } else {
+            problems.push(source.diagnostic(
+                service.span(),
+                &format!("{field}.isolation_keeps"),
+                format!(
+                    "`{}` is not a service the {cloud} agent uploads through",
+                    service.get_ref()
+                ),
+                Some(&format!("one of: {}", known.join(", "))),
+            ));
+        }
+    }
+    (uploads, keeps)
+}
 
 /// The grant with its `tenants` (Azure), checked.
 fn with_tenants(

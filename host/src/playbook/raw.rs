@@ -87,6 +87,13 @@ pub(super) struct RawGrant {
     /// its subscription's tenant.
     #[serde(default)]
     pub(super) tenants: Option<Spanned<toml::Table>>,
+    /// `"s3://BUCKET/PREFIX/"` or an Azure container URL: where the
+    /// machine itself may upload evidence (a memory image).
+    #[serde(default)]
+    pub(super) evidence_uploads: Option<Spanned<String>>,
+    /// The agent's services an isolation keeps reachable (`["ssm", "s3"]`).
+    #[serde(default)]
+    pub(super) isolation_keeps: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::phase::StepPhase;
+use crate::cloud::grant::EvidenceUploads;
 use crate::cloud::CloudGrant;
 use crate::egress::EgressPolicy;
 use crate::runtime::limits::PluginLimits;
@@ -33,6 +34,10 @@ pub struct PluginSpec {
     pub grant: Option<CloudGrant>,
     /// Where `cloud` is written (the plugin's table when it is not).
     pub grant_span: Range<usize>,
+    /// Where the grant lets the machine upload evidence (`evidence_uploads`).
+    pub evidence_uploads: Option<EvidenceUploads>,
+    /// The agent's services its isolation keeps reachable (`isolation_keeps`).
+    pub isolation_keeps: Vec<String>,
     /// `allow_hosts` is absent: the grant's default endpoints are allowed.
     pub default_hosts: bool,
     pub path: PathBuf,

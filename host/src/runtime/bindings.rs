@@ -1,11 +1,14 @@
-//! Host-side bindings of the `irhost:plugin@0.1.0` worlds. The `step` world
-//! reuses the `provider` world's types, and both reuse wasmtime-wasi's
-//! `wasi:*` bindings, so the host has one Rust type per WIT type.
+//! Host-side bindings of the `irhost:plugin@0.2.0` worlds, the contract's
+//! current version and the host's own vocabulary (0.1.0 components are
+//! adapted to it by [`super::contract_v0_1`]). The `step` world reuses the
+//! `provider` world's types, and both reuse wasmtime-wasi's `wasi:*`
+//! bindings, so the host has one Rust type per WIT type.
 
 pub mod provider {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
-        world: "irhost:plugin/provider@0.1.0",
+        path: "../wit/v0.2.0",
+        world: "irhost:plugin/provider@0.2.0",
+        imports: { "irhost:plugin/uploads": async },
         exports: { default: async },
         with: {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
@@ -19,12 +22,13 @@ pub mod provider {
 
 pub mod step {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
-        world: "irhost:plugin/step@0.1.0",
+        path: "../wit/v0.2.0",
+        world: "irhost:plugin/step@0.2.0",
         exports: { default: async },
         with: {
             "irhost:plugin/types": super::provider::irhost::plugin::types,
             "irhost:plugin/host": super::provider::irhost::plugin::host,
+            "irhost:plugin/uploads": super::provider::irhost::plugin::uploads,
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
             "wasi:io": wasmtime_wasi::p2::bindings::io,
             "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
@@ -35,6 +39,7 @@ pub mod step {
 
 pub use provider::irhost::plugin::host::{self as host_api, LogLevel};
 pub use provider::irhost::plugin::types::*;
+pub use provider::irhost::plugin::uploads::{self as uploads_api, PartUrl, Upload, UploadedObject};
 
 impl ArtifactKind {
     /// Every kind but `other`.
@@ -66,6 +71,16 @@ impl ArtifactKind {
             ArtifactKind::NetworkCapture => "network-capture",
             ArtifactKind::ObjectVersion => "object-version",
             ArtifactKind::Other => "other",
+        }
+    }
+}
+
+impl Effect {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Effect::Reads => "reads",
+            Effect::Preserves => "preserves",
+            Effect::Mutates => "mutates",
         }
     }
 }

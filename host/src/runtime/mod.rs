@@ -6,9 +6,12 @@
 pub mod action;
 pub mod bindings;
 pub mod cache;
+pub mod contract_v0_1;
 pub mod failure;
 pub mod limits;
 pub mod sandbox;
+pub mod uploads;
+mod world;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,20 +27,23 @@ use wasmtime::{
 
 use crate::egress::hook::MAX_DENIAL_RECORDS;
 use crate::egress::{
-    CallScope, EgressAuthorizer, EgressClient, EgressEvent, EgressPolicy, MemoryAccount,
-    PluginEgress,
+    ActionList, CallScope, DeclaredActions, EgressAuthorizer, EgressClient, EgressEvent,
+    EgressPolicy, MemoryAccount, PluginEgress,
 };
 use crate::events::RunEvent;
 pub use action::Action;
 use bindings::{
-    Artifact, InterfaceInventory, IsolationRecord, PluginInfo, SealRecord, StepInput, StepOutput,
-    Target,
+    Artifact, InterfaceInventory, IsolationRecord, PluginInfo, RemediationRecord, SealRecord,
+    StateChange, StepInput, StepOutput, Target,
 };
 pub use cache::{CacheOutcome, ComponentCache};
 use failure::{classify_trap, OutputCounter};
 pub use failure::{plugin_error_text, CallFailure};
 pub use limits::PluginLimits;
 use sandbox::{CallContext, LimitExceeded, SandboxState};
+pub use uploads::{EvidenceStore, UploadGrant};
+pub use world::ContractVersion;
+use world::{typed_pre, PluginPre};
 
 /// Granularity of CPU accounting and interruption.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -83,22 +89,21 @@ impl PluginWorld {
     }
 }
 
-enum PluginPre {
-    Provider(bindings::provider::ProviderPre<SandboxState>),
-    Step(bindings::step::StepPre<SandboxState>),
-}
-
 /// A compiled plugin, ready to be instantiated for each call.
 pub struct LoadedPlugin {
     pub name: String,
     pub path: PathBuf,
     pub sha256: String,
     pub world: PluginWorld,
+    pub contract: ContractVersion,
     pub info: PluginInfo,
     pub limits: PluginLimits,
     /// The plugin's pooled client, whose policy decides its egress.
     egress: Arc<EgressClient>,
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    /// Where the `uploads` interface puts evidence, when the grant names
+    /// a store.
+    pub uploads: Option<UploadGrant>,
     pub config: serde_json::Value,
     pub cache: CacheOutcome,
     pub imports: Vec<String>,
@@ -116,6 +121,7 @@ pub struct PluginSource {
     pub limits: PluginLimits,
     pub egress: EgressPolicy,
     pub authorizer: Option<Arc<dyn EgressAuthorizer>>,
+    pub uploads: Option<UploadGrant>,
     pub config: serde_json::Value,
 }
 
@@ -123,10 +129,9 @@ pub struct PluginSource {
 pub struct Invocation {
     pub action: Action,
     pub target: Target,
-    /// Outputs of earlier steps (custom steps get them all; `seal` gets
-    /// their artifacts; `release` the isolation record if there is one).
+    /// Outputs of the step's ancestors (a 0.1.0 provider gets only the
+    /// artifacts for `seal` and the isolation record for `release`).
     pub inputs: Vec<StepInput>,
-    pub previous_isolation: Option<IsolationRecord>,
     pub call: CallContext,
     /// Overrides the plugin's wall-clock limit (a step's `timeout`).
     pub timeout: Option<Duration>,
@@ -139,6 +144,8 @@ pub enum PluginOutput {
     Artifacts(Vec<Artifact>),
     Interfaces(InterfaceInventory),
     Isolation(IsolationRecord),
+    Remediation(RemediationRecord),
+    State(StateChange),
     Seal(SealRecord),
     Step(StepOutput),
     Info(PluginInfo),
@@ -220,6 +227,11 @@ impl PluginRuntime {
             &mut linker,
             |state: &mut SandboxState| &mut state.call,
         )?;
+        bindings::uploads_api::add_to_linker::<SandboxState, HasSelf<uploads::CallUploads>>(
+            &mut linker,
+            |state: &mut SandboxState| &mut state.uploads,
+        )?;
+        contract_v0_1::add_to_linker(&mut linker)?;
         let cache = ComponentCache::new(&engine, config.cache_dir.clone());
         let ticker = EpochTicker::start(engine.clone());
         Ok(PluginRuntime {
@@ -273,17 +285,9 @@ impl PluginRuntime {
             .imports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let world = if exports.iter().any(|e| e == "snapshot") {
-            PluginWorld::Provider
-        } else if exports.iter().any(|e| e == "run") {
-            PluginWorld::Step
-        } else {
-            anyhow::bail!(
-                "plugin `{}` exports neither the `provider` nor the `step` world of irhost:plugin@0.1.0 (exports: {})",
-                source.name,
-                exports.join(", ")
-            );
-        };
+        let contract = ContractVersion::of_imports(&imports).map_err(|e| {
+            anyhow::anyhow!("plugin `{}` ({}): {e}", source.name, source.path.display())
+        })?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -294,17 +298,20 @@ impl PluginRuntime {
                     source.name
                 )
             })?;
-        let pre = match world {
-            PluginWorld::Provider => {
-                PluginPre::Provider(bindings::provider::ProviderPre::new(instance_pre)?)
-            }
-            PluginWorld::Step => PluginPre::Step(bindings::step::StepPre::new(instance_pre)?),
-        };
+        let (world, contract, pre) = typed_pre(instance_pre, contract).map_err(|tried| {
+            anyhow::anyhow!(
+                "plugin `{}` ({}) implements neither the `provider` nor the `step` world of irhost:plugin@0.2.0 or 0.1.0 (exports: {}): {tried}",
+                source.name,
+                source.path.display(),
+                exports.join(", ")
+            )
+        })?;
         let mut plugin = LoadedPlugin {
             name: source.name.clone(),
             path: source.path,
             sha256,
             world,
+            contract,
             info: PluginInfo {
                 name: source.name.clone(),
                 version: String::new(),
@@ -316,6 +323,7 @@ impl PluginRuntime {
                 EgressClient::for_plugin(Arc::new(source.egress)).map_err(anyhow::Error::msg)?,
             ),
             authorizer: source.authorizer,
+            uploads: source.uploads,
             config: source.config,
             cache,
             imports,
@@ -333,7 +341,6 @@ impl PluginRuntime {
                 attributes: Vec::new(),
             },
             inputs: Vec::new(),
-            previous_isolation: None,
             call: CallContext {
                 plugin: source.name.clone(),
                 step: "describe".into(),
@@ -354,6 +361,16 @@ impl PluginRuntime {
         }
         Ok(plugin)
     }
+}
+
+/// The isolation record among a step's inputs (the latest `isolate`
+/// ancestor's output), for `release`.
+pub fn previous_isolation(inputs: &[StepInput]) -> Option<IsolationRecord> {
+    inputs
+        .iter()
+        .rev()
+        .filter(|i| i.action == Action::Isolate.as_str())
+        .find_map(|i| serde_json::from_str(&i.values).ok())
 }
 
 impl LoadedPlugin {
@@ -381,6 +398,23 @@ impl LoadedPlugin {
     /// The action's entry in `describe`, if the plugin supports it.
     pub fn action(&self, name: &str) -> Option<&bindings::ActionInfo> {
         self.info.actions.iter().find(|a| a.name == name)
+    }
+
+    /// The API actions `verb` declared, which bound its cloud calls; `None`
+    /// for a plugin of a contract without declarations (0.1.0) and for
+    /// `describe`.
+    pub fn declared_actions(&self, verb: &Action) -> Option<DeclaredActions> {
+        if self.contract == ContractVersion::V0_1 || *verb == Action::Describe {
+            return None;
+        }
+        let names = self
+            .action(verb.as_str())
+            .map(|a| a.api_actions.iter().map(|x| x.name.clone()).collect())
+            .unwrap_or_default();
+        Some(DeclaredActions {
+            verb: verb.as_str().to_string(),
+            actions: ActionList::new(names),
+        })
     }
 
     /// Instantiate the plugin in a fresh store and make one call, within
@@ -434,12 +468,18 @@ impl LoadedPlugin {
                 case_id: invocation.call.case_id.clone(),
                 account: invocation.target.account.clone(),
                 target: invocation.target.id.clone(),
+                declared: self.declared_actions(&invocation.action).map(Arc::new),
             },
+        );
+        let uploads = uploads::CallUploads::new(
+            self.uploads.clone(),
+            &invocation.call,
+            invocation.target.id.clone(),
         );
         let budget = egress.budget();
         let cpu_ticks = (self.limits.cpu.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         let cpu_limit_ms = self.limits.cpu.as_millis() as u64;
-        let state = SandboxState::new(invocation.call.clone(), egress, memory, cpu_ticks);
+        let state = SandboxState::new(invocation.call.clone(), egress, uploads, memory, cpu_ticks);
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(1);
@@ -456,8 +496,9 @@ impl LoadedPlugin {
         });
         let wall = invocation.timeout.unwrap_or(self.limits.timeout);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(wall, self.call_in(&mut store, invocation)).await;
+        let outcome = tokio::time::timeout(wall, self.pre.call(&mut store, invocation)).await;
         store.data_mut().flush_captured_output();
+        store.data_mut().uploads.abort_unfinished().await;
         let suppressed = budget.suppressed_denials();
         if suppressed > 0 {
             let (events, target, step) = summary;
@@ -496,59 +537,5 @@ impl LoadedPlugin {
             });
         }
         Ok(output)
-    }
-
-    async fn call_in(
-        &self,
-        store: &mut Store<SandboxState>,
-        invocation: Invocation,
-    ) -> wasmtime::Result<Result<PluginOutput, CallFailure>> {
-        let target = &invocation.target;
-        Ok(match &self.pre {
-            PluginPre::Provider(pre) => {
-                let plugin = pre.instantiate_async(&mut *store).await?;
-                match &invocation.action {
-                    Action::Describe => Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?)),
-                    Action::Snapshot => plugin.call_snapshot(&mut *store, target).await?.map(PluginOutput::Artifacts).map_err(CallFailure::Plugin),
-                    Action::EnumerateInterfaces => plugin
-                        .call_enumerate_interfaces(&mut *store, target)
-                        .await?
-                        .map(PluginOutput::Interfaces)
-                        .map_err(CallFailure::Plugin),
-                    Action::Isolate => plugin.call_isolate(&mut *store, target).await?.map(PluginOutput::Isolation).map_err(CallFailure::Plugin),
-                    Action::Seal => {
-                        let artifacts: Vec<Artifact> = invocation.inputs.iter().flat_map(|i| i.artifacts.iter().cloned()).collect();
-                        plugin.call_seal(&mut *store, target, &artifacts).await?.map(PluginOutput::Seal).map_err(CallFailure::Plugin)
-                    }
-                    Action::Release => plugin
-                        .call_release(&mut *store, target, invocation.previous_isolation.as_ref())
-                        .await?
-                        .map(PluginOutput::Isolation)
-                        .map_err(CallFailure::Plugin),
-                    Action::Custom(other) => Err(CallFailure::Unsupported(format!(
-                        "`{other}` is not a provider action (snapshot, enumerate-interfaces, isolate, seal, release)"
-                    ))),
-                }
-            }
-            PluginPre::Step(pre) => {
-                let plugin = pre.instantiate_async(&mut *store).await?;
-                if invocation.action == Action::Describe {
-                    Ok(PluginOutput::Info(plugin.call_describe(&mut *store).await?))
-                } else {
-                    let params = invocation.call.params.to_string();
-                    plugin
-                        .call_run(
-                            &mut *store,
-                            invocation.action.as_str(),
-                            target,
-                            &params,
-                            &invocation.inputs,
-                        )
-                        .await?
-                        .map(PluginOutput::Step)
-                        .map_err(CallFailure::Plugin)
-                }
-            }
-        })
     }
 }

@@ -1,7 +1,8 @@
 //! The per-call sandbox: the `Store` data of one (step, target) call.
 //! WASI with no preopened directories, no sockets, no environment and
 //! stdout/stderr captured in memory; wasi-http through [`PluginEgress`];
-//! a memory cap; and the `host` interface that lands in the journal.
+//! a memory cap; the `host` interface that lands in the journal; and the
+//! call's evidence uploads.
 
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
@@ -204,6 +205,7 @@ pub struct SandboxState {
     table: ResourceTable,
     http: WasiHttpCtx,
     egress: PluginEgress,
+    pub(crate) uploads: super::uploads::CallUploads,
     pub(crate) memory: MemoryCap,
     pub(crate) call: CallContext,
     pub(crate) stdout: MemoryOutputPipe,
@@ -216,6 +218,7 @@ impl SandboxState {
     pub fn new(
         call: CallContext,
         egress: PluginEgress,
+        uploads: super::uploads::CallUploads,
         memory: Arc<MemoryAccount>,
         cpu_ticks: u64,
     ) -> Self {
@@ -233,6 +236,7 @@ impl SandboxState {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             egress,
+            uploads,
             memory: MemoryCap { account: memory },
             call,
             stdout,

@@ -44,6 +44,7 @@ pub async fn enumerate(ec2: &Ec2, target: &Target) -> Result<InterfaceInventory,
     Ok(InterfaceInventory {
         interfaces,
         exposed,
+        shared_storage: Vec::new(),
     })
 }
 

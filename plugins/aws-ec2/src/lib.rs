@@ -17,6 +17,7 @@
 #![recursion_limit = "256"]
 
 mod aws;
+mod contract;
 mod describe;
 mod inventory;
 mod isolate;
@@ -31,59 +32,35 @@ struct AwsEc2;
 
 impl Provider for AwsEc2 {
     fn describe() -> PluginInfo {
-        PluginInfo::new("aws-ec2", env!("CARGO_PKG_VERSION"), "aws")
-            .action(
-                "snapshot",
-                false,
-                "crash-consistent snapshots of every EBS volume, the instance description and its console output",
-            )
-            .action(
-                "enumerate-interfaces",
-                false,
-                "every ENI with addresses, Elastic IPs, subnet, VPC, security-group rules and exposed ports",
-            )
-            .action(
-                "isolate",
-                true,
-                "per-ENI move to the case's isolation group (through an allow-all group to cut tracked connections), termination protection, volumes kept on termination",
-            )
-            .action(
-                "seal",
-                false,
-                "tag the case's snapshots as sealed with the artifact digest; share them with a forensic account",
-            )
-            .action(
-                "release",
-                true,
-                "restore the security groups recorded by isolate",
-            )
+        contract::plugin_info()
     }
 
-    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
+    fn snapshot(target: Target, _inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
         let ec2 = Ec2::for_target(&target)?;
         irhost_plugin_sdk::block_on(snapshot::snapshot(&ec2, &target))
     }
 
-    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
+    fn enumerate_interfaces(
+        target: Target,
+        _inputs: Inputs,
+    ) -> Result<InterfaceInventory, PluginError> {
         let ec2 = Ec2::for_target(&target)?;
         irhost_plugin_sdk::block_on(inventory::enumerate(&ec2, &target))
     }
 
-    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
+    fn isolate(target: Target, _inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         let ec2 = Ec2::for_target(&target)?;
         irhost_plugin_sdk::block_on(isolate::isolate(&ec2, &target))
     }
 
-    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
+    fn seal(target: Target, inputs: Inputs) -> Result<SealRecord, PluginError> {
         let ec2 = Ec2::for_target(&target)?;
-        irhost_plugin_sdk::block_on(seal::seal(&ec2, &target, &artifacts))
+        irhost_plugin_sdk::block_on(seal::seal(&ec2, &target, &inputs.artifacts()))
     }
 
-    fn release(
-        target: Target,
-        previous: Option<IsolationRecord>,
-    ) -> Result<IsolationRecord, PluginError> {
+    fn release(target: Target, inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         let ec2 = Ec2::for_target(&target)?;
+        let previous = inputs.isolation()?;
         irhost_plugin_sdk::block_on(isolate::release(&ec2, &target, previous))
     }
 }

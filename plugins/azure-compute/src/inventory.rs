@@ -147,6 +147,7 @@ pub async fn enumerate(arm: &Arm, target: &Target) -> Result<InterfaceInventory,
     Ok(InterfaceInventory {
         interfaces,
         exposed,
+        shared_storage: Vec::new(),
     })
 }
 

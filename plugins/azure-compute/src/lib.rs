@@ -20,6 +20,7 @@
 //! - isolate: `examiner_cidr` and `examiner_ports` (default [22]).
 
 mod arm;
+mod contract;
 mod inventory;
 mod isolate;
 mod seal;
@@ -33,55 +34,35 @@ struct AzureCompute;
 
 impl Provider for AzureCompute {
     fn describe() -> PluginInfo {
-        PluginInfo::new("azure-compute", env!("CARGO_PKG_VERSION"), "azure")
-            .action(
-                "snapshot",
-                false,
-                "snapshots of the OS disk and every data disk (incremental), the VM model and its instance view",
-            )
-            .action(
-                "enumerate-interfaces",
-                false,
-                "every NIC with addresses, subnet, VNet, the NSGs on NIC and subnet with their rules, and exposed ports",
-            )
-            .action(
-                "isolate",
-                true,
-                "attach the case's deny-all NSG (flushConnection on) to every NIC, verified; never restarts the VM",
-            )
-            .action(
-                "seal",
-                false,
-                "tag the case's snapshots as sealed with the artifact digest and lock them (CanNotDelete)",
-            )
-            .action("release", true, "restore the NSGs recorded by isolate")
+        contract::plugin_info()
     }
 
-    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
+    fn snapshot(target: Target, _inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
         let arm = Arm::from_params()?;
         irhost_plugin_sdk::block_on(snapshot::snapshot(&arm, &target))
     }
 
-    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
+    fn enumerate_interfaces(
+        target: Target,
+        _inputs: Inputs,
+    ) -> Result<InterfaceInventory, PluginError> {
         let arm = Arm::from_params()?;
         irhost_plugin_sdk::block_on(inventory::enumerate(&arm, &target))
     }
 
-    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
+    fn isolate(target: Target, _inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         let arm = Arm::from_params()?;
         irhost_plugin_sdk::block_on(isolate::isolate(&arm, &target))
     }
 
-    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
+    fn seal(target: Target, inputs: Inputs) -> Result<SealRecord, PluginError> {
         let arm = Arm::from_params()?;
-        irhost_plugin_sdk::block_on(seal::seal(&arm, &target, &artifacts))
+        irhost_plugin_sdk::block_on(seal::seal(&arm, &target, &inputs.artifacts()))
     }
 
-    fn release(
-        target: Target,
-        previous: Option<IsolationRecord>,
-    ) -> Result<IsolationRecord, PluginError> {
+    fn release(target: Target, inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         let arm = Arm::from_params()?;
+        let previous = inputs.isolation()?;
         irhost_plugin_sdk::block_on(isolate::release(&arm, &target, previous))
     }
 }

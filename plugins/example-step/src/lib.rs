@@ -11,7 +11,7 @@ impl Step for Notify {
     fn describe() -> PluginInfo {
         PluginInfo::new("notify", env!("CARGO_PKG_VERSION"), "any").action(
             "notify",
-            false,
+            Effect::Reads,
             "summarise earlier steps and post the summary to `url`",
         )
     }

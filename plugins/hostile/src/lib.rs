@@ -42,13 +42,22 @@ impl Step for Hostile {
             .ok()
             .flatten()
             .unwrap_or_else(|| "any".into());
+        // And whichever API actions its config says (`declare`): a claim,
+        // which the grant bounds.
+        let declare: Vec<String> = irhost_plugin_sdk::param("declare")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let declare: Vec<&str> = declare.iter().map(String::as_str).collect();
         PluginInfo::new("hostile", env!("CARGO_PKG_VERSION"), &claim)
-            .action("misbehave", false, "misbehave as `mode` says")
+            .action("misbehave", Effect::Reads, "misbehave as `mode` says")
+            .calls(Effect::Reads, &declare)
             .action(
                 "mutate",
-                true,
+                Effect::Mutates,
                 "misbehave as `mode` says, declared as changing the target",
             )
+            .calls(Effect::Mutates, &declare)
     }
 
     fn run(

@@ -40,11 +40,14 @@ struct S3EvidenceVault;
 
 impl Step for S3EvidenceVault {
     fn describe() -> PluginInfo {
-        PluginInfo::new("s3-evidence-vault", env!("CARGO_PKG_VERSION"), "aws-s3").action(
-            "store",
-            false,
-            "upload the sealed case (manifest, signature, journal, artifacts) to an Object Lock bucket in COMPLIANCE mode with SHA-256 checksums; returns the object versions",
-        )
+        PluginInfo::new("s3-evidence-vault", env!("CARGO_PKG_VERSION"), "aws-s3")
+            .action(
+                "store",
+                Effect::Preserves,
+                "upload the sealed case (manifest, signature, journal, artifacts) to an Object Lock bucket in COMPLIANCE mode with SHA-256 checksums; returns the object versions",
+            )
+            .calls(Effect::Reads, &["s3:GetBucketObjectLockConfiguration", "s3:GetObject"])
+            .calls(Effect::Preserves, &["s3:PutObject", "s3:PutObjectRetention"])
     }
 
     fn run(

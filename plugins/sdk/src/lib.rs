@@ -1,16 +1,19 @@
 //! Guest SDK for irhost plugins.
 //!
 //! A plugin author implements one trait — [`Provider`] for a cloud provider
-//! plugin (the `provider` world), [`Step`] for a custom step (the `step`
-//! world) — and calls one export macro, [`export_provider!`] or
-//! [`export_step!`]. The wit-bindgen details stay in this crate.
+//! plugin (the `provider` world of `irhost:plugin@0.2.0`), [`Step`] for a
+//! custom step (the `step` world) — and calls one export macro,
+//! [`export_provider!`] or [`export_step!`]. Every provider verb has a
+//! default that answers `unsupported`, so a plugin implements only what it
+//! offers; each receives the outputs of the step's ancestors as [`Inputs`].
+//! The wit-bindgen details stay in this crate.
 //!
 //! ```ignore
 //! use irhost_plugin_sdk::prelude::*;
 //!
 //! struct Notify;
 //! impl Step for Notify {
-//!     fn describe() -> PluginInfo { PluginInfo::new("notify", "0.1.0", "any").action("run", false, "post a message") }
+//!     fn describe() -> PluginInfo { PluginInfo::new("notify", "0.1.0", "any").action("run", Effect::Reads, "post a message") }
 //!     fn run(_action: &str, target: Target, params: serde_json::Value, _inputs: Vec<StepInput>) -> Result<StepOutput, PluginError> {
 //!         log::info(&format!("notifying about {}", target.id));
 //!         Ok(StepOutput::values(serde_json::json!({"sent": true})))
@@ -20,10 +23,16 @@
 //! ```
 //!
 //! Plugins get outbound HTTP over `wasi:http` through [`http`] (built on
-//! `wstd`); the host decides which hosts a plugin may reach.
+//! `wstd`); the host decides which hosts a plugin may reach. [`uploads`]
+//! lets the machine itself send large evidence to the store the playbook
+//! grants.
 
 pub mod http;
+mod inputs;
 pub mod log;
+pub mod uploads;
+
+pub use inputs::Inputs;
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)]
@@ -32,8 +41,8 @@ pub mod bindings {
     //! `provider` world's types so that one set of Rust types serves both.
     pub mod provider {
         wit_bindgen::generate!({
-            path: "../../wit/v0.1.0",
-            world: "irhost:plugin/provider@0.1.0",
+            path: "../../wit/v0.2.0",
+            world: "irhost:plugin/provider@0.2.0",
             with: {
                 "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
                 "wasi:http/types@0.2.12": wasip2::http::types,
@@ -42,6 +51,7 @@ pub mod bindings {
                 "wasi:io/streams@0.2.12": wasip2::io::streams,
                 "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
             },
+            additional_derives: [serde::Serialize, serde::Deserialize],
             pub_export_macro: true,
             export_macro_name: "__export_provider_world",
             default_bindings_module: "irhost_plugin_sdk::bindings::provider",
@@ -49,11 +59,12 @@ pub mod bindings {
     }
     pub mod step {
         wit_bindgen::generate!({
-            path: "../../wit/v0.1.0",
-            world: "irhost:plugin/step@0.1.0",
+            path: "../../wit/v0.2.0",
+            world: "irhost:plugin/step@0.2.0",
             with: {
-                "irhost:plugin/types@0.1.0": crate::bindings::provider::irhost::plugin::types,
-                "irhost:plugin/host@0.1.0": crate::bindings::provider::irhost::plugin::host,
+                "irhost:plugin/types@0.2.0": crate::bindings::provider::irhost::plugin::types,
+                "irhost:plugin/host@0.2.0": crate::bindings::provider::irhost::plugin::host,
+                "irhost:plugin/uploads@0.2.0": crate::bindings::provider::irhost::plugin::uploads,
                 "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
                 "wasi:http/types@0.2.12": wasip2::http::types,
                 "wasi:io/poll@0.2.12": wasip2::io::poll,
@@ -72,9 +83,10 @@ mod types_ext;
 pub use types_ext::artifact_digest;
 
 pub use bindings::provider::irhost::plugin::types::{
-    ActionInfo, Artifact, ArtifactKind, Direction, ExposedPort, InterfaceInventory,
-    IsolationChange, IsolationRecord, NetworkInterface, PluginError, PluginInfo, ProviderFailure,
-    Rule, SealRecord, SecurityGroup, StepInput, StepOutput, Target, Throttle,
+    ActionInfo, ApiAction, Artifact, ArtifactKind, Direction, Effect, ExposedPort,
+    InterfaceInventory, IsolationChange, IsolationRecord, NetworkInterface, PluginError,
+    PluginInfo, ProviderFailure, RemediationRecord, Rule, SealRecord, SecurityGroup, SharedStorage,
+    SkippedChange, StateChange, StepInput, StepOutput, Target, Throttle,
 };
 pub use serde_json;
 pub use wstd;
@@ -82,32 +94,56 @@ pub use wstd;
 use bindings::provider::irhost::plugin::host as wit_host;
 
 /// A cloud provider plugin. Every verb but [`Provider::describe`] defaults
-/// to `unsupported`, so a plugin implements the ones it offers.
+/// to `unsupported`, so a plugin implements the ones it offers. `inputs`
+/// are the outputs of the step's ancestors.
 pub trait Provider {
-    /// Name, version, provider and supported actions (with which mutate).
+    /// Name, version, provider, the verbs it supports (with their effects)
+    /// and the cloud API actions each calls.
     fn describe() -> PluginInfo;
 
-    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
+    /// (1) Preserve the target's state: disks, configuration, console, screen.
+    fn snapshot(target: Target, inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
+        let _ = inputs;
         Err(PluginError::unsupported_action("snapshot", &target))
     }
-    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
+    /// (2) An image of the machine's memory (kind `memory-image`).
+    fn capture_memory(target: Target, inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
+        let _ = inputs;
+        Err(PluginError::unsupported_action("capture-memory", &target))
+    }
+    /// (4) Interfaces, addresses, groups, exposed ports, shared storage.
+    fn enumerate_interfaces(
+        target: Target,
+        inputs: Inputs,
+    ) -> Result<InterfaceInventory, PluginError> {
+        let _ = inputs;
         Err(PluginError::unsupported_action(
             "enumerate-interfaces",
             &target,
         ))
     }
-    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
+    fn isolate(target: Target, inputs: Inputs) -> Result<IsolationRecord, PluginError> {
+        let _ = inputs;
         Err(PluginError::unsupported_action("isolate", &target))
     }
-    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
-        let _ = artifacts;
+    /// (7) Revoke what the inventory among `inputs` shows open to the world.
+    fn remediate(target: Target, inputs: Inputs) -> Result<RemediationRecord, PluginError> {
+        let _ = inputs;
+        Err(PluginError::unsupported_action("remediate", &target))
+    }
+    /// (3) Stop or hibernate after preservation; never terminate.
+    fn stop(target: Target, inputs: Inputs) -> Result<StateChange, PluginError> {
+        let _ = inputs;
+        Err(PluginError::unsupported_action("stop", &target))
+    }
+    /// (6) Seal the artifacts among `inputs`.
+    fn seal(target: Target, inputs: Inputs) -> Result<SealRecord, PluginError> {
+        let _ = inputs;
         Err(PluginError::unsupported_action("seal", &target))
     }
-    fn release(
-        target: Target,
-        previous: Option<IsolationRecord>,
-    ) -> Result<IsolationRecord, PluginError> {
-        let _ = previous;
+    /// Undo an isolation and a remediation.
+    fn release(target: Target, inputs: Inputs) -> Result<IsolationRecord, PluginError> {
+        let _ = inputs;
         Err(PluginError::unsupported_action("release", &target))
     }
 }
@@ -178,23 +214,35 @@ impl<T: Provider> bindings::provider::Guest for ProviderAdapter<T> {
     fn describe() -> PluginInfo {
         T::describe()
     }
-    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
-        T::snapshot(target)
+    fn snapshot(target: Target, inputs: Vec<StepInput>) -> Result<Vec<Artifact>, PluginError> {
+        T::snapshot(target, Inputs::new(inputs))
     }
-    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
-        T::enumerate_interfaces(target)
-    }
-    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
-        T::isolate(target)
-    }
-    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
-        T::seal(target, artifacts)
-    }
-    fn release(
+    fn capture_memory(
         target: Target,
-        previous: Option<IsolationRecord>,
-    ) -> Result<IsolationRecord, PluginError> {
-        T::release(target, previous)
+        inputs: Vec<StepInput>,
+    ) -> Result<Vec<Artifact>, PluginError> {
+        T::capture_memory(target, Inputs::new(inputs))
+    }
+    fn enumerate_interfaces(
+        target: Target,
+        inputs: Vec<StepInput>,
+    ) -> Result<InterfaceInventory, PluginError> {
+        T::enumerate_interfaces(target, Inputs::new(inputs))
+    }
+    fn isolate(target: Target, inputs: Vec<StepInput>) -> Result<IsolationRecord, PluginError> {
+        T::isolate(target, Inputs::new(inputs))
+    }
+    fn remediate(target: Target, inputs: Vec<StepInput>) -> Result<RemediationRecord, PluginError> {
+        T::remediate(target, Inputs::new(inputs))
+    }
+    fn stop(target: Target, inputs: Vec<StepInput>) -> Result<StateChange, PluginError> {
+        T::stop(target, Inputs::new(inputs))
+    }
+    fn seal(target: Target, inputs: Vec<StepInput>) -> Result<SealRecord, PluginError> {
+        T::seal(target, Inputs::new(inputs))
+    }
+    fn release(target: Target, inputs: Vec<StepInput>) -> Result<IsolationRecord, PluginError> {
+        T::release(target, Inputs::new(inputs))
     }
 }
 
@@ -242,10 +290,11 @@ macro_rules! export_step {
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::{
-        export_provider, export_step, log, ActionInfo, Artifact, ArtifactKind, Direction,
-        ExposedPort, InterfaceInventory, IsolationChange, IsolationRecord, NetworkInterface,
-        PluginError, PluginInfo, Provider, ProviderFailure, Rule, SealRecord, SecurityGroup, Step,
-        StepInput, StepOutput, Target, Throttle,
+        export_provider, export_step, log, ActionInfo, ApiAction, Artifact, ArtifactKind,
+        Direction, Effect, ExposedPort, Inputs, InterfaceInventory, IsolationChange,
+        IsolationRecord, NetworkInterface, PluginError, PluginInfo, Provider, ProviderFailure,
+        RemediationRecord, Rule, SealRecord, SecurityGroup, SharedStorage, SkippedChange,
+        StateChange, Step, StepInput, StepOutput, Target, Throttle,
     };
     pub use serde_json::{self, json};
 }

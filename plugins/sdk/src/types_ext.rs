@@ -1,6 +1,9 @@
 //! Constructors and helpers on the contract's types, so plugins read well.
 
-use crate::{ActionInfo, Artifact, ArtifactKind, PluginError, PluginInfo, StepOutput, Target};
+use crate::{
+    ActionInfo, ApiAction, Artifact, ArtifactKind, Effect, PluginError, PluginInfo, StepOutput,
+    Target,
+};
 
 impl PluginInfo {
     pub fn new(name: &str, version: &str, provider: &str) -> Self {
@@ -12,14 +15,41 @@ impl PluginInfo {
         }
     }
 
-    /// Add an action; `mutating` says whether it changes the target.
-    pub fn action(mut self, name: &str, mutating: bool, description: &str) -> Self {
+    /// Add a verb (or a custom step's action) with what it does to the
+    /// target.
+    pub fn action(mut self, name: &str, effect: Effect, description: &str) -> Self {
         self.actions.push(ActionInfo {
             name: name.into(),
-            mutating,
+            effect,
             description: description.into(),
+            api_actions: Vec::new(),
         });
         self
+    }
+
+    /// The last added verb calls these cloud API actions (`ec2:CreateSnapshots`).
+    /// The host refuses it any other, and the playbook's grant must allow them.
+    pub fn calls(mut self, effect: Effect, names: &[&str]) -> Self {
+        self.push_calls(effect, names, None);
+        self
+    }
+
+    /// The last added verb calls these only when parameter `param` is set.
+    pub fn calls_when(mut self, param: &str, effect: Effect, names: &[&str]) -> Self {
+        self.push_calls(effect, names, Some(param));
+        self
+    }
+
+    fn push_calls(&mut self, effect: Effect, names: &[&str], when: Option<&str>) {
+        let action = self
+            .actions
+            .last_mut()
+            .expect("`calls` follows the `action` it belongs to");
+        action.api_actions.extend(names.iter().map(|n| ApiAction {
+            name: n.to_string(),
+            effect,
+            when: when.map(str::to_string),
+        }));
     }
 }
 

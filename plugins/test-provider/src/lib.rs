@@ -7,7 +7,11 @@
 //!   `provider`, `conflict`; default `provider`): make calls on those targets fail;
 //! - `fail_actions` (list): restrict the failures to these actions (default all);
 //! - `throttle_attempts` (n) and `retry_after_ms`: answer `throttled` to the first n attempts;
-//! - `sleep_ms`: wait this long (on the host's clock) before answering.
+//! - `sleep_ms`: wait this long (on the host's clock) before answering;
+//! - `shared_groups` (list of group ids): groups `remediate` finds used by
+//!   other machines, so it reports and skips them;
+//! - `no_agent` (bool): `capture-memory` answers `unsupported`, as for a
+//!   machine without the cloud's agent.
 
 use irhost_plugin_sdk::prelude::*;
 use sha2::{Digest, Sha256};
@@ -89,18 +93,37 @@ fn interfaces(target: &Target) -> Result<Vec<NetworkInterface>, PluginError> {
 impl Provider for TestProvider {
     fn describe() -> PluginInfo {
         PluginInfo::new("test-provider", env!("CARGO_PKG_VERSION"), "test")
-            .action("snapshot", false, "pretend to snapshot every volume")
+            .action(
+                "snapshot",
+                Effect::Preserves,
+                "pretend to snapshot every volume",
+            )
+            .action(
+                "capture-memory",
+                Effect::Preserves,
+                "pretend to image the machine's memory",
+            )
             .action(
                 "enumerate-interfaces",
-                false,
+                Effect::Reads,
                 "list the scripted interfaces",
             )
-            .action("isolate", true, "pretend to isolate the target")
-            .action("seal", false, "digest the artifacts handed in")
-            .action("release", true, "undo a pretend isolation")
+            .action("isolate", Effect::Mutates, "pretend to isolate the target")
+            .action(
+                "remediate",
+                Effect::Mutates,
+                "pretend to revoke world-open ingress from the inventory",
+            )
+            .action("stop", Effect::Mutates, "pretend to stop the machine")
+            .action("seal", Effect::Preserves, "digest the artifacts handed in")
+            .action(
+                "release",
+                Effect::Mutates,
+                "undo a pretend isolation and remediation",
+            )
     }
 
-    fn snapshot(target: Target) -> Result<Vec<Artifact>, PluginError> {
+    fn snapshot(target: Target, _inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
         scripted_behaviour("snapshot", &target)?;
         let volumes: u32 = param_or("volumes", 2)?;
         log::info(&format!("snapshotting {volumes} volumes of {}", target.id));
@@ -126,7 +149,31 @@ impl Provider for TestProvider {
         Ok(artifacts)
     }
 
-    fn enumerate_interfaces(target: Target) -> Result<InterfaceInventory, PluginError> {
+    fn capture_memory(target: Target, _inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
+        scripted_behaviour("capture-memory", &target)?;
+        if param_or("no_agent", false)? {
+            return Err(PluginError::Unsupported(format!(
+                "{} has no agent to capture its memory with",
+                target.id
+            )));
+        }
+        let image = format!(
+            "MEMORY IMAGE of {} for {}\n",
+            target.id,
+            irhost_plugin_sdk::case_id()
+        );
+        Ok(vec![Artifact::with_content(
+            ArtifactKind::MemoryImage,
+            &format!("{}-memory", target.id),
+            image.into_bytes(),
+        )
+        .meta("tool", "test")])
+    }
+
+    fn enumerate_interfaces(
+        target: Target,
+        _inputs: Inputs,
+    ) -> Result<InterfaceInventory, PluginError> {
         scripted_behaviour("enumerate-interfaces", &target)?;
         let interfaces = interfaces(&target)?;
         let exposed = interfaces
@@ -147,13 +194,21 @@ impl Provider for TestProvider {
                 })
             })
             .collect();
+        let shared_storage = vec![SharedStorage {
+            id: format!("fs-{}", target.id),
+            kind: "efs-mount-target".into(),
+            attached_to: vec![target.id.clone(), "test-neighbour".into()],
+            endpoints: vec!["10.0.0.200".into()],
+            attributes: vec![],
+        }];
         Ok(InterfaceInventory {
             interfaces,
             exposed,
+            shared_storage,
         })
     }
 
-    fn isolate(target: Target) -> Result<IsolationRecord, PluginError> {
+    fn isolate(target: Target, _inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         scripted_behaviour("isolate", &target)?;
         let changes = interfaces(&target)?
             .into_iter()
@@ -170,8 +225,82 @@ impl Provider for TestProvider {
         })
     }
 
-    fn seal(target: Target, artifacts: Vec<Artifact>) -> Result<SealRecord, PluginError> {
+    fn remediate(target: Target, inputs: Inputs) -> Result<RemediationRecord, PluginError> {
+        scripted_behaviour("remediate", &target)?;
+        let inventory = inputs.inventory()?.ok_or_else(|| {
+            PluginError::InvalidInput(
+                "remediate needs the inventory of an enumerate-interfaces step among its inputs"
+                    .into(),
+            )
+        })?;
+        let shared: Vec<String> = param_or("shared_groups", Vec::new())?;
+        let (mut changes, mut skipped) = (Vec::new(), Vec::new());
+        for port in inventory
+            .exposed
+            .iter()
+            .filter(|p| p.peer == "0.0.0.0/0" || p.peer == "::/0")
+        {
+            let rule = format!(
+                "{} {:?}-{:?} from {}",
+                port.protocol, port.from_port, port.to_port, port.peer
+            );
+            if shared.contains(&port.via) {
+                skipped.push(SkippedChange {
+                    resource_id: port.via.clone(),
+                    reason: format!(
+                        "{} is used by other machines: {rule} left in place",
+                        port.via
+                    ),
+                });
+            } else {
+                changes.push(IsolationChange {
+                    resource_id: port.via.clone(),
+                    description: format!("revoked {rule}"),
+                    previous: json!({ "rule": rule }).to_string(),
+                });
+            }
+        }
+        for nic in &inventory.interfaces {
+            for ip in &nic.public_ips {
+                changes.push(IsolationChange {
+                    resource_id: nic.id.clone(),
+                    description: format!("dissociated public IP {ip}"),
+                    previous: json!({ "public_ip": ip }).to_string(),
+                });
+            }
+        }
+        Ok(RemediationRecord {
+            target_id: target.id,
+            changes,
+            skipped,
+            verified: true,
+        })
+    }
+
+    fn stop(target: Target, _inputs: Inputs) -> Result<StateChange, PluginError> {
+        scripted_behaviour("stop", &target)?;
+        let hibernate: bool = param_or("hibernate", false)?;
+        Ok(StateChange {
+            target_id: target.id.clone(),
+            previous_state: "running".into(),
+            state: if hibernate {
+                "stopped (hibernated)"
+            } else {
+                "stopped"
+            }
+            .into(),
+            changes: vec![IsolationChange {
+                resource_id: format!("vol-{}-0", target.id),
+                description: "kept the volume on termination".into(),
+                previous: json!({ "delete_on_termination": true }).to_string(),
+            }],
+            details: vec![],
+        })
+    }
+
+    fn seal(target: Target, inputs: Inputs) -> Result<SealRecord, PluginError> {
         scripted_behaviour("seal", &target)?;
+        let artifacts = inputs.artifacts();
         let mut hasher = Sha256::new();
         for artifact in &artifacts {
             hasher.update(artifact.provider_id.as_bytes());
@@ -185,12 +314,10 @@ impl Provider for TestProvider {
         })
     }
 
-    fn release(
-        target: Target,
-        previous: Option<IsolationRecord>,
-    ) -> Result<IsolationRecord, PluginError> {
+    fn release(target: Target, inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         scripted_behaviour("release", &target)?;
-        let changes = previous.map(|p| p.changes).unwrap_or_default();
+        let mut changes = inputs.isolation()?.map(|p| p.changes).unwrap_or_default();
+        changes.extend(inputs.remediation()?.map(|r| r.changes).unwrap_or_default());
         Ok(IsolationRecord {
             target_id: target.id,
             changes,
