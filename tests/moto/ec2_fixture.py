@@ -108,6 +108,22 @@ def seed(endpoint, scenario):
         eip = ec2.allocate_address(Domain="vpc")
         ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=iid)
         out = {"instance": iid, "vpc": vpc, "groups": {"web": web, "db": db}, "secondary_eni": eni, "eip": eip["PublicIp"]}
+    elif scenario == "protocol":
+        # The full protocol's suspect: its own world-open group (web), a
+        # world-open group it shares with a neighbour (shared), an Elastic IP.
+        vpc, subnets, web = vpc_with_subnets(ec2, "10.60.0.0/16", 1)
+        shared = ec2.create_security_group(GroupName="shared", Description="shared", VpcId=vpc)["GroupId"]
+        ec2.authorize_security_group_ingress(
+            GroupId=shared,
+            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+        )
+        iid = instance(ec2, subnets[0], [web, shared], 1, "suspect")
+        neighbour = instance(ec2, subnets[0], [shared], 1, "neighbour")
+        eip = ec2.allocate_address(Domain="vpc")
+        ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=iid)
+        out = {"instance": iid, "neighbour": neighbour, "vpc": vpc,
+               "groups": {"web": web, "shared": shared},
+               "eip": eip["PublicIp"], "allocation": eip["AllocationId"]}
     elif scenario == "two-vpcs":
         ids = []
         vpcs = []
@@ -167,6 +183,11 @@ def state(endpoint):
             "name": g["GroupName"],
             "vpc": g.get("VpcId"),
             "ingress": len(g.get("IpPermissions", [])),
+            "world_ingress": sorted(
+                f"{p.get('IpProtocol')}:{p.get('FromPort')}-{p.get('ToPort')}"
+                for p in g.get("IpPermissions", [])
+                if any(r.get("CidrIp") == "0.0.0.0/0" for r in p.get("IpRanges", []))
+            ),
             "egress": len(g.get("IpPermissionsEgress", [])),
             "tags": {t["Key"]: t["Value"] for t in g.get("Tags", [])},
         }
@@ -180,7 +201,17 @@ def state(endpoint):
             "tags": {t["Key"]: t["Value"] for t in s.get("Tags", [])},
             "shared_with": sorted(p["UserId"] for p in perms.get("CreateVolumePermissions", []) if "UserId" in p),
         }
-    print(json.dumps({"instances": instances, "enis": enis, "groups": groups, "snapshots": snapshots}))
+    addresses = {
+        a["AllocationId"]: {
+            "public_ip": a.get("PublicIp"),
+            "instance": a.get("InstanceId"),
+            "associated": "AssociationId" in a,
+            "tags": {t["Key"]: t["Value"] for t in a.get("Tags", [])},
+        }
+        for a in ec2.describe_addresses()["Addresses"]
+        if "AllocationId" in a
+    }
+    print(json.dumps({"instances": instances, "enis": enis, "groups": groups, "snapshots": snapshots, "addresses": addresses}))
 
 
 def eni_groups(endpoint):

@@ -50,6 +50,7 @@ def objects(s3, bucket, prefix):
             # moto 5.2.5 has no GetObjectRetention (it answers 500); HeadObject
             # of the version carries the same retention (mode and date).
             body = s3.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read()
+            retain = head.get("ObjectLockRetainUntilDate")
             out.setdefault(key, []).append(
                 {
                     "version_id": version,
@@ -57,8 +58,10 @@ def objects(s3, bucket, prefix):
                     "sha256": hashlib.sha256(body).hexdigest(),
                     "checksum_sha256": head.get("ChecksumSHA256"),
                     "lock_mode": head.get("ObjectLockMode"),
-                    "retain_until": head["ObjectLockRetainUntilDate"].isoformat(),
-                    "retain_until_epoch": int(head["ObjectLockRetainUntilDate"].timestamp()),
+                    # None for an object stored without retention (a memory
+                    # image's multipart upload into a bucket with no default).
+                    "retain_until": retain.isoformat() if retain else None,
+                    "retain_until_epoch": int(retain.timestamp()) if retain else None,
                     "metadata": head.get("Metadata", {}),
                 }
             )

@@ -6,8 +6,10 @@
 //! `endpoint_url` work as in every AWS tool.
 
 pub mod credentials;
+pub mod evidence;
 pub mod http_client;
 pub mod mfa;
+pub mod xml;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -277,6 +279,11 @@ impl AwsSigner {
         let service = hint("x-irhost-aws-service")
             .filter(|s| self.services.contains(s))
             .or_else(|| from_host.as_ref().map(|(s, _)| s.clone()))
+            .or_else(|| {
+                // An endpoint override serving several services (a local
+                // emulator): a JSON protocol request names its own.
+                json_target_service(request.headers()).filter(|s| self.services.contains(s))
+            })
             .unwrap_or_else(|| self.default_service.clone());
         let region = hint("x-irhost-aws-region")
             .or_else(|| from_host.as_ref().map(|(_, r)| r.clone()))
@@ -319,6 +326,27 @@ impl AwsSigner {
         request: &mut http::Request<Bytes>,
         scope: &CallScope,
     ) -> Result<String, String> {
+        self.sign_as(request, scope, None).await
+    }
+
+    /// Pre-sign a request (the signature in its query, valid `expires`,
+    /// its payload unsigned): its URI is a credential for exactly that
+    /// request, for that long.
+    pub async fn presign(
+        &self,
+        request: &mut http::Request<Bytes>,
+        scope: &CallScope,
+        expires: std::time::Duration,
+    ) -> Result<String, String> {
+        self.sign_as(request, scope, Some(expires)).await
+    }
+
+    async fn sign_as(
+        &self,
+        request: &mut http::Request<Bytes>,
+        scope: &CallScope,
+        presign: Option<std::time::Duration>,
+    ) -> Result<String, String> {
         let session = self.session(scope)?;
         let signer = self.identities.identity(session.as_ref()).await?;
         let credentials = signer.credentials;
@@ -346,6 +374,11 @@ impl AwsSigner {
                 aws_sigv4::http_request::UriPathNormalizationMode::Disabled;
             settings.percent_encoding_mode = aws_sigv4::http_request::PercentEncodingMode::Single;
         }
+        if let Some(expires) = presign {
+            settings.signature_location = aws_sigv4::http_request::SignatureLocation::QueryParams;
+            settings.expires_in = Some(expires);
+            settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::NoHeader;
+        }
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&region)
@@ -369,7 +402,11 @@ impl AwsSigner {
             request.method().as_str(),
             &uri,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            aws_sigv4::http_request::SignableBody::Bytes(request.body()),
+            if presign.is_some() {
+                aws_sigv4::http_request::SignableBody::UnsignedPayload
+            } else {
+                aws_sigv4::http_request::SignableBody::Bytes(request.body())
+            },
         )
         .map_err(|e| e.to_string())?;
         let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)
@@ -378,6 +415,26 @@ impl AwsSigner {
         instructions.apply_to_request_http1x(request);
         Ok(signer.described)
     }
+}
+
+/// The service of an AWS JSON protocol request, from its `X-Amz-Target`
+/// prefix (`AmazonSSM.SendCommand` → `ssm`).
+fn json_target_service(headers: &http::HeaderMap) -> Option<String> {
+    const PREFIXES: &[(&str, &str)] = &[
+        ("AmazonSSM.", "ssm"),
+        ("TrentService.", "kms"),
+        ("Logs_20140328.", "logs"),
+        ("CloudTrail_20131101.", "cloudtrail"),
+        (
+            "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.",
+            "cloudtrail",
+        ),
+    ];
+    let target = headers.get("x-amz-target")?.to_str().ok()?;
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| target.starts_with(prefix))
+        .map(|(_, service)| service.to_string())
 }
 
 impl EgressAuthorizer for AwsSigner {

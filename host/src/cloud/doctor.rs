@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 
+use super::aws::xml::{api_error, first_text};
 use super::aws::AwsSigner;
 use super::grant::{AssumeRole, CloudGrant};
 use super::{ActionList, CloudEnv};
@@ -291,29 +292,6 @@ fn principal_arn(caller: &str) -> String {
         }
     }
     caller.to_string()
-}
-
-/// `status Code: Message` of an AWS error body.
-fn api_error(status: u16, body: &str) -> String {
-    match (first_text(body, "Code"), first_text(body, "Message")) {
-        (Some(code), Some(message)) => format!("{status} {code}: {message}"),
-        (Some(code), None) => format!("{status} {code}"),
-        _ => format!("{status}"),
-    }
-}
-
-/// The text of the first element named `name` of an XML document.
-fn first_text(xml: &str, name: &str) -> Option<String> {
-    let mut doc = aws_smithy_xml::decode::Document::new(xml);
-    while let Some(el) = doc.next_start_element() {
-        if el.local() == name {
-            let mut scoped = doc.scoped_to(el);
-            return aws_smithy_xml::decode::try_data(&mut scoped)
-                .ok()
-                .map(|t| t.to_string());
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use tokio::sync::OnceCell;
 
 use self::aws::credentials::AwsIdentities;
 use self::grant::AssumeRole;
+use self::grant::EvidenceUploads;
+use crate::egress::uploads::EvidenceStore;
 use crate::egress::{EgressAuthorizer, EgressPolicy, HostPattern};
 
 /// What the host's environment says about clouds, read once per process.
@@ -78,6 +80,7 @@ impl CloudEnv {
         grant: Option<&CloudGrant>,
         default_hosts: bool,
         config: &serde_json::Value,
+        uploads: Option<&EvidenceUploads>,
     ) -> CloudBinding {
         let mut binding = match grant {
             None => CloudBinding::default(),
@@ -112,8 +115,42 @@ impl CloudEnv {
         if let Some(grant) = grant {
             binding.notes.push(actions_note(grant));
         }
+        if let Some(uploads) = uploads {
+            binding.uploads = self.evidence_store(uploads, config).await;
+            binding.notes.push(format!(
+                "evidence uploads: the machine may upload to {uploads}<case>/<target>/ through URLs the host mints per part"
+            ));
+        }
         binding.trusted_endpoints = self.environment_endpoints().await;
         binding
+    }
+
+    /// The store of a grant's `evidence_uploads`, with the responder's
+    /// base identity.
+    async fn evidence_store(
+        &self,
+        uploads: &EvidenceUploads,
+        config: &serde_json::Value,
+    ) -> Option<Arc<dyn EvidenceStore>> {
+        match uploads {
+            EvidenceUploads::S3 { bucket, prefix } => {
+                let aws = self.aws().await;
+                let region = config
+                    .get("region")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string)
+                    .or_else(|| aws.region.clone())
+                    .unwrap_or_else(|| "us-east-1".into());
+                Some(Arc::new(aws::evidence::S3Evidence::new(
+                    self.aws_identities.clone(),
+                    bucket,
+                    prefix,
+                    &region,
+                    aws.endpoint_for("s3"),
+                )))
+            }
+            EvidenceUploads::AzureBlob { .. } => None,
+        }
     }
 
     /// The exact endpoints the responder's environment names
@@ -372,6 +409,8 @@ pub struct CloudBinding {
     /// The environment's endpoints, which may resolve to internal
     /// addresses (see [`CloudEnv::environment_endpoints`]).
     pub trusted_endpoints: Vec<HostPattern>,
+    /// The store of the grant's `evidence_uploads`.
+    pub uploads: Option<Arc<dyn EvidenceStore>>,
 }
 
 impl CloudBinding {

@@ -22,6 +22,7 @@ pub mod network;
 pub mod policy;
 pub mod proxy;
 pub mod tls;
+pub mod uploads;
 
 pub use api_actions::{ActionList, DeclaredActions};
 pub use connector::{ConnectFailure, EgressClient, OutboundBody};

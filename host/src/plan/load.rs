@@ -31,7 +31,12 @@ pub async fn load_plugins(
                     continue;
                 }
                 let binding = cloud
-                    .binding(spec.grant.as_ref(), spec.default_hosts, &plugin.config)
+                    .binding(
+                        spec.grant.as_ref(),
+                        spec.default_hosts,
+                        &plugin.config,
+                        spec.evidence_uploads.as_ref(),
+                    )
                     .await;
                 if let Err(e) = plugin.set_egress(binding.egress(plugin.egress())) {
                     problems.push(playbook.source.diagnostic(
@@ -44,6 +49,7 @@ pub async fn load_plugins(
                 }
                 plugin.config = binding.config(&plugin.config);
                 plugin.authorizer = binding.authorizer;
+                plugin.uploads = binding.uploads;
                 plugin.notes = binding.notes;
                 if spec.grant.is_none() && is_cloud(&plugin.info.provider) {
                     plugin.notes.push(format!(

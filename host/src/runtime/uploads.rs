@@ -7,12 +7,11 @@
 //! call left unfinished. Every operation is journaled.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use super::bindings::{uploads_api, PartUrl, PluginError, Upload, UploadedObject};
 use super::sandbox::{CallContext, EventSink};
+pub use crate::egress::uploads::{CompletedUpload, EvidenceStore, MintedPart, StoreUpload};
 use crate::events::RunEvent;
 
 /// URLs minted by one `part-urls` call, at most.
@@ -20,42 +19,8 @@ pub const MAX_PART_URLS: u32 = 100;
 /// Longest accepted object name.
 const MAX_NAME_LEN: usize = 128;
 
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
-
-/// An upload a store began.
-#[derive(Debug, Clone)]
-pub struct StoreUpload {
-    /// The store's own id of the upload (S3's UploadId).
-    pub upload_id: String,
-    pub key: String,
-    /// `s3://bucket/key`, or the blob's URL.
-    pub location: String,
-    pub part_size: u64,
-    pub max_parts: u32,
-}
-
-/// An evidence store that takes uploads from outside the host (S3
-/// multipart uploads, Azure block blobs), with the responder's credentials.
-pub trait EvidenceStore: Send + Sync {
-    /// Where the store puts objects (`s3://bucket/prefix`), for the journal.
-    fn location(&self) -> String;
-    fn begin<'a>(&'a self, key: &'a str) -> StoreFuture<'a, StoreUpload>;
-    /// URLs for parts `first ..= last`.
-    fn part_urls<'a>(
-        &'a self,
-        upload: &'a StoreUpload,
-        first: u32,
-        last: u32,
-    ) -> StoreFuture<'a, Vec<PartUrl>>;
-    fn complete<'a>(&'a self, upload: &'a StoreUpload) -> StoreFuture<'a, UploadedObject>;
-    fn abort<'a>(&'a self, upload: &'a StoreUpload) -> StoreFuture<'a, ()>;
-}
-
 /// The store a plugin's grant names (`evidence_uploads`).
-#[derive(Clone)]
-pub struct UploadGrant {
-    pub store: Arc<dyn EvidenceStore>,
-}
+pub type UploadGrant = Arc<dyn EvidenceStore>;
 
 /// The uploads of one plugin call.
 pub struct CallUploads {
@@ -106,7 +71,7 @@ impl CallUploads {
     }
 
     fn store(&self) -> Result<Arc<dyn EvidenceStore>, PluginError> {
-        self.grant.as_ref().map(|g| g.store.clone()).ok_or_else(|| {
+        self.grant.clone().ok_or_else(|| {
             PluginError::Denied(
                 "the playbook grants this plugin no evidence uploads (`evidence_uploads` in its grant)"
                     .into(),
@@ -128,7 +93,7 @@ impl CallUploads {
             return;
         };
         for (_, upload) in std::mem::take(&mut self.open) {
-            let error = grant.store.abort(&upload).await.err();
+            let error = grant.abort(&upload).await.err();
             self.journal("abort", &upload.location, None, None, None, error);
         }
     }
@@ -158,7 +123,7 @@ impl uploads_api::Host for CallUploads {
         let store = self.store()?;
         let key =
             object_key(&self.case_id, &self.target_id, &name).map_err(PluginError::InvalidInput)?;
-        match store.begin(&key).await {
+        match store.begin(&key, &self.case_id).await {
             Ok(upload) => {
                 self.journal("begin", &upload.location, None, None, None, None);
                 let id = format!("upload-{}", self.open.len() + 1);
@@ -214,7 +179,16 @@ impl uploads_api::Host for CallUploads {
             Ok(urls) => {
                 let expires = urls.iter().map(|u| u.expires_in).max();
                 self.journal("part-urls", &open.location, range, expires, None, None);
-                Ok(urls)
+                Ok(urls
+                    .into_iter()
+                    .map(|u| PartUrl {
+                        part: u.part,
+                        method: u.method,
+                        url: u.url,
+                        headers: u.headers,
+                        expires_in: u.expires_in,
+                    })
+                    .collect())
             }
             Err(e) => {
                 self.journal(
@@ -247,7 +221,13 @@ impl uploads_api::Host for CallUploads {
                     Some(object.size),
                     None,
                 );
-                Ok(object)
+                Ok(UploadedObject {
+                    location: object.location,
+                    version: object.version,
+                    size: object.size,
+                    parts: object.parts,
+                    etag: object.etag,
+                })
             }
             Err(e) => {
                 self.journal(

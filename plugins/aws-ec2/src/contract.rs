@@ -1,5 +1,5 @@
 //! What this plugin declares in `describe`: its verbs, what each does to
-//! the instance, and the EC2 API actions each calls (the host refuses it
+//! the instance, and the EC2 and SSM API actions each calls (the host refuses it
 //! any other; the playbook's grant must allow them).
 
 use irhost_plugin_sdk::prelude::*;
@@ -22,16 +22,34 @@ pub fn plugin_info() -> PluginInfo {
                 "ec2:DescribeInstanceTypes",
                 "ec2:DescribeSnapshots",
                 "ec2:GetConsoleOutput",
+                "ec2:GetConsoleScreenshot",
             ],
         )
         .calls(Effect::Preserves, &["ec2:CreateSnapshots", "ec2:CreateTags"])
+        .action(
+            "capture-memory",
+            Effect::Preserves,
+            "an image of the instance's memory by a pinned tool (AVML, WinPmem) run through SSM Run Command, uploaded by the instance to the granted evidence bucket through URLs minted per part",
+        )
+        .calls(
+            Effect::Reads,
+            &[
+                "ssm:DescribeInstanceInformation",
+                "ssm:DescribeDocument",
+                "ssm:GetCommandInvocation",
+            ],
+        )
+        .calls(Effect::Preserves, &["ssm:SendCommand", "ssm:CancelCommand"])
         .action(
             "enumerate-interfaces",
             Effect::Reads,
             "every ENI with addresses, Elastic IPs, subnet, VPC, security-group rules and exposed ports",
         )
         .calls(Effect::Reads, LOOKUP)
-        .calls(Effect::Reads, &["ec2:DescribeSecurityGroups"])
+        .calls(
+            Effect::Reads,
+            &["ec2:DescribeSecurityGroups", "ec2:DescribeVolumes"],
+        )
         .action(
             "isolate",
             Effect::Mutates,
@@ -68,14 +86,50 @@ pub fn plugin_info() -> PluginInfo {
             &["ec2:ModifySnapshotAttribute"],
         )
         .action(
-            "release",
+            "remediate",
             Effect::Mutates,
-            "restore the security groups recorded by isolate",
+            "revoke world-open ingress on the instance's original security groups no other machine uses, dissociate its Elastic IPs; each change tagged for release",
         )
         .calls(Effect::Reads, LOOKUP)
-        .calls(Effect::Reads, &["ec2:DescribeSecurityGroups"])
+        .calls(
+            Effect::Reads,
+            &["ec2:DescribeSecurityGroups", "ec2:DescribeAddresses"],
+        )
         .calls(
             Effect::Mutates,
-            &["ec2:ModifyNetworkInterfaceAttribute", "ec2:DeleteTags"],
+            &[
+                "ec2:RevokeSecurityGroupIngress",
+                "ec2:DisassociateAddress",
+                "ec2:CreateTags",
+            ],
+        )
+        .action(
+            "stop",
+            Effect::Mutates,
+            "StopInstances (hibernating when asked and supported), never terminate; volumes kept on termination; the state before recorded",
+        )
+        .calls(Effect::Reads, &["ec2:DescribeInstances"])
+        .calls(
+            Effect::Mutates,
+            &["ec2:ModifyInstanceAttribute", "ec2:StopInstances"],
+        )
+        .action(
+            "release",
+            Effect::Mutates,
+            "restore the security groups recorded by isolate, and what remediate revoked (from its tags)",
+        )
+        .calls(Effect::Reads, LOOKUP)
+        .calls(
+            Effect::Reads,
+            &["ec2:DescribeSecurityGroups", "ec2:DescribeAddresses"],
+        )
+        .calls(
+            Effect::Mutates,
+            &[
+                "ec2:ModifyNetworkInterfaceAttribute",
+                "ec2:DeleteTags",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:AssociateAddress",
+            ],
         )
 }

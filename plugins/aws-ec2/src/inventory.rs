@@ -1,5 +1,8 @@
 //! enumerate-interfaces: every ENI of the instance with its addresses,
-//! security groups (ingress and egress rules) and the ports they expose.
+//! security groups (ingress and egress rules) and the ports they expose,
+//! and the storage it shares with other machines (multi-attach EBS
+//! volumes). EFS and FSx mount targets are not listed yet: irhost cannot
+//! name their REST actions at the egress.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,11 +44,63 @@ pub async fn enumerate(ec2: &Ec2, target: &Target) -> Result<InterfaceInventory,
         interfaces.len(),
         groups.len()
     ));
+    let shared_storage = shared_volumes(ec2, &instance).await?;
     Ok(InterfaceInventory {
         interfaces,
         exposed,
-        shared_storage: Vec::new(),
+        shared_storage,
     })
+}
+
+/// The instance's multi-attach EBS volumes, with every instance they are
+/// attached to.
+async fn shared_volumes(
+    ec2: &Ec2,
+    instance: &aws_sdk_ec2::types::Instance,
+) -> Result<Vec<SharedStorage>, PluginError> {
+    let ids: Vec<String> = instance
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs()?.volume_id().map(str::to_string))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ec2
+        .client
+        .describe_volumes()
+        .set_volume_ids(Some(ids))
+        .send()
+        .await
+        .map_err(|e| ec2.err("DescribeVolumes", e))?;
+    Ok(out
+        .volumes()
+        .iter()
+        .filter(|v| v.multi_attach_enabled() == Some(true))
+        .map(|v| SharedStorage {
+            id: v.volume_id().unwrap_or_default().to_string(),
+            kind: "ebs-multi-attach".into(),
+            attached_to: v
+                .attachments()
+                .iter()
+                .filter_map(|a| a.instance_id().map(str::to_string))
+                .collect(),
+            endpoints: v
+                .attachments()
+                .iter()
+                .filter_map(|a| a.device().map(str::to_string))
+                .collect(),
+            attributes: vec![
+                ("size-gib".into(), v.size().unwrap_or_default().to_string()),
+                (
+                    "volume-type".into(),
+                    v.volume_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                ),
+            ],
+        })
+        .collect())
 }
 
 /// Every security group on any of the ENIs, by id.

@@ -631,6 +631,17 @@ async fn protect_instance(
         });
     }
 
+    keep_volumes_on_termination(ec2, instance, changes).await
+}
+
+/// DeleteOnTermination off on every EBS volume of the instance that has
+/// it on, recorded with what it replaced (isolate and stop both do it).
+pub async fn keep_volumes_on_termination(
+    ec2: &Ec2,
+    instance: &aws_sdk_ec2::types::Instance,
+    changes: &mut Vec<IsolationChange>,
+) -> Result<(), PluginError> {
+    let id = instance.instance_id().unwrap_or_default();
     let doomed: Vec<(String, String)> = instance
         .block_device_mappings()
         .iter()

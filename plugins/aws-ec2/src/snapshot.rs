@@ -181,6 +181,40 @@ pub async fn snapshot(ec2: &Ec2, target: &Target) -> Result<Vec<Artifact>, Plugi
             log::warn(&format!("no console output for {id}: {e:?}"));
         }
     }
+    // The screen: a PNG of what the instance's display shows (step 1's
+    // screenshots). Not every instance type has one: said, never fatal.
+    match ec2
+        .client
+        .get_console_screenshot()
+        .instance_id(id)
+        .wake_up(true)
+        .send()
+        .await
+    {
+        Ok(out) => match out
+            .image_data()
+            .map(|data| aws_smithy_types::base64::decode(data.trim()))
+        {
+            Some(Ok(png)) if !png.is_empty() => artifacts.push(
+                Artifact::with_content(ArtifactKind::Other, &format!("{id}/screenshot.png"), png)
+                    .meta("type", "screenshot")
+                    .meta("format", "png")
+                    .meta("instance", id),
+            ),
+            _ => log::warn(&format!(
+                "no screenshot of {id}: GetConsoleScreenshot returned no image"
+            )),
+        },
+        Err(e) => {
+            let e = ec2.err("GetConsoleScreenshot", e);
+            if matches!(e, PluginError::Throttled(_)) {
+                return Err(e);
+            }
+            log::warn(&format!(
+                "no screenshot of {id} (unsupported here, or the instance type has no display): {e:?}"
+            ));
+        }
+    }
     Ok(artifacts)
 }
 

@@ -36,6 +36,9 @@ use super::{forward_once, text, Background};
 struct ProxyState {
     connects: Vec<String>,
     forwarded: Vec<String>,
+    /// The cloud API action of each forwarded request (see
+    /// [`ConnectProxy::actions`]).
+    actions: Vec<String>,
     /// `Proxy-Authorization` values of the requests, decoded
     /// (`user:pass`), `None` where absent or not Basic.
     credentials_seen: Vec<Option<String>>,
@@ -125,6 +128,14 @@ impl ConnectProxy {
     /// in order.
     pub fn forwarded(&self) -> Vec<String> {
         self.state.lock().unwrap().forwarded.clone()
+    }
+
+    /// The AWS API action of each forwarded request, in order: the
+    /// `X-Amz-Target` action (`SendCommand`), the Query `Action=`
+    /// (`StopInstances`), or for S3 `S3 METHOD` with the query's keys
+    /// (`S3 POST uploads`, `S3 PUT partNumber&uploadId`).
+    pub fn actions(&self) -> Vec<String> {
+        self.state.lock().unwrap().actions.clone()
     }
 
     /// For every request received (authorized or not), the Basic
@@ -271,7 +282,37 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(e) => return text(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    let action = api_action(&parts, &body);
+    state.lock().unwrap().actions.push(action);
     forward_once(to, parts, body)
         .await
         .unwrap_or_else(|e| text(StatusCode::BAD_GATEWAY, &e))
+}
+
+/// The AWS API action a request calls, as [`ConnectProxy::actions`] names it.
+fn api_action(parts: &hyper::http::request::Parts, body: &[u8]) -> String {
+    if let Some(target) = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+    {
+        return target.rsplit('.').next().unwrap_or(target).to_string();
+    }
+    let query = parts.uri.query().unwrap_or_default();
+    let form = String::from_utf8_lossy(body);
+    let action = query
+        .split('&')
+        .chain(form.split('&'))
+        .find_map(|kv| kv.strip_prefix("Action="));
+    match action {
+        Some(action) => action.to_string(),
+        None => {
+            let keys: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty() && !kv.starts_with("X-Amz-"))
+                .map(|kv| kv.split('=').next().unwrap_or(kv))
+                .collect();
+            format!("S3 {} {}", parts.method, keys.join("&"))
+        }
+    }
 }

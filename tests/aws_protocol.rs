@@ -1,0 +1,354 @@
+//! The whole breach protocol on AWS with the shipped
+//! `playbooks/aws-full-protocol.toml`: moto with the launcher's SSM agent
+//! model, a "guest" that runs the plugin's Run Command scripts for real
+//! (downloading the memory tool from a loopback server, checking its hash,
+//! PUTting the image's parts to the URLs the host minted), and a recording
+//! proxy in front of moto that proves the order of the calls.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::moto::{venv_python, Moto};
+use common::net::ConnectProxy;
+use common::*;
+use irhost::events::{RunEvent, Status};
+use sha2::Digest;
+
+/// The size of the test tool's "memory image": three parts of 5 MiB.
+const IMAGE_BYTES: usize = 12 << 20;
+
+/// What the test tool writes: a pattern, so the image's sha256 is known.
+fn image_bytes() -> Vec<u8> {
+    b"IRHOST-MEMORY-IMAGE\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(IMAGE_BYTES)
+        .collect()
+}
+
+/// A child process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Serve `dir` on 127.0.0.1 (the memory tool's download URL).
+fn serve_dir(dir: &Path) -> (Running, u16) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the tool server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Running(child), port)
+}
+
+/// The SSM guest of `instance`, registered once it prints GUEST READY.
+fn guest(moto: &Moto, instance: &str, workdir: &Path) -> Running {
+    let mut child = Command::new(venv_python())
+        .arg(repo_root().join("tests/moto/ssm_guest.py"))
+        .args(["--endpoint", &moto.endpoint(), "--instance", instance])
+        .arg("--workdir")
+        .arg(workdir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "GUEST READY");
+    Running(child)
+}
+
+/// The shipped playbook with this machine's plugin paths, the test tool
+/// and small parts (5 MiB, two URLs per command) so the upload takes
+/// several parts and commands.
+fn full_protocol(tool_url: &str, tool_sha256: &str, workdir: &Path) -> String {
+    std::fs::read_to_string(repo_root().join("playbooks/aws-full-protocol.toml"))
+        .unwrap()
+        .replace(
+            "../plugins/dist",
+            repo_root().join("plugins/dist").to_str().unwrap(),
+        )
+        .replace(
+            "config = { memory_tool_url = \"https://github.com/microsoft/avml/releases/download/v0.14.0/avml\", memory_tool_sha256 = \"\" }",
+            &format!(
+                "config = {{ memory_tool_url = \"{tool_url}\", memory_tool_sha256 = \"{tool_sha256}\", memory_workdir = \"{}\", memory_part_mb = 5, memory_urls_per_command = 2, memory_poll_ms = 200, stop_wait_s = 30 }}",
+                workdir.display()
+            ),
+        )
+}
+
+fn status_of(records: &[irhost::journal::JournalRecord], target: &str, step: &str) -> Status {
+    match finished(records, target, step) {
+        RunEvent::StepFinished { status, .. } => *status,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() {
+    let moto = Moto::launch_with(&["--ssm-agent"]);
+    let seeded = moto.seed("protocol");
+    let iid = seeded["instance"].as_str().unwrap().to_string();
+    let (web, shared) = (
+        seeded["groups"]["web"].as_str().unwrap(),
+        seeded["groups"]["shared"].as_str().unwrap(),
+    );
+    for bucket in ["ir-evidence", "ir-evidence-vault"] {
+        moto.s3(&["create-bucket", bucket]);
+    }
+    // The memory tool: writes the image to the path it is given.
+    let tools = tempfile::tempdir().unwrap();
+    let script = format!("#!/bin/sh\nyes IRHOST-MEMORY-IMAGE | head -c {IMAGE_BYTES} > \"$1\"\n");
+    std::fs::write(tools.path().join("avml"), &script).unwrap();
+    let tool_sha256 = hex::encode(sha2::Sha256::digest(script.as_bytes()));
+    let (_tool_server, tool_port) = serve_dir(tools.path());
+    let guest_dir = tempfile::tempdir().unwrap();
+    let _guest = guest(&moto, &iid, guest_dir.path());
+    let instance_dir = tempfile::tempdir().unwrap();
+
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "full.toml",
+        &full_protocol(
+            &format!("http://127.0.0.1:{tool_port}/avml"),
+            &tool_sha256,
+            instance_dir.path(),
+        ),
+    );
+    let proxy = ConnectProxy::start();
+    let target = format!("aws:{iid}");
+    let out = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_irhost"));
+        command
+            .args([
+                "run",
+                pb.to_str().unwrap(),
+                "--target",
+                &target,
+                "--case",
+                "proto",
+            ])
+            .current_dir(ws.path())
+            .env("IRHOST_CASES_DIR", ws.cases())
+            .env("IRHOST_CACHE_DIR", shared_cache())
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("HTTP_PROXY", proxy.url())
+            .env_remove("AWS_PROFILE")
+            .env_remove("NO_PROXY");
+        command.output().unwrap()
+    };
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let records = ws.journal("proto");
+    for step in [
+        "memory",
+        "snapshot",
+        "interfaces",
+        "isolate",
+        "remediate",
+        "stop",
+        "seal",
+    ] {
+        assert_eq!(
+            status_of(&records, &target, step),
+            Status::Succeeded,
+            "{step}"
+        );
+    }
+
+    // The memory image: in the granted bucket under the case and target,
+    // its bytes what the tool wrote, their sha256 the one the instance
+    // reported and the artifact records.
+    let expected = hex::encode(sha2::Sha256::digest(image_bytes()));
+    let (location, sha256, size, metadata) = records
+        .iter()
+        .find_map(|r| match &r.event {
+            RunEvent::ArtifactRecorded {
+                kind,
+                location,
+                sha256,
+                size,
+                metadata,
+                ..
+            } if kind == "memory-image" => {
+                Some((location.clone(), sha256.clone(), *size, metadata.clone()))
+            }
+            _ => None,
+        })
+        .expect("a memory-image artifact");
+    let key = format!("memory/proto/{iid}/memory.lime");
+    assert_eq!(location, format!("s3://ir-evidence/{key}"));
+    assert_eq!(sha256.as_deref(), Some(expected.as_str()));
+    assert_eq!(size, Some(IMAGE_BYTES as u64));
+    let meta = |k: &str| {
+        metadata
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(meta("parts").as_deref(), Some("3"));
+    assert_eq!(meta("tool_sha256").as_deref(), Some(tool_sha256.as_str()));
+    assert_eq!(
+        meta("commands").unwrap().split(',').count(),
+        3,
+        "capture + two upload batches"
+    );
+    let objects = moto.s3(&["objects", "ir-evidence", "memory/"]);
+    assert_eq!(objects[&key][0]["sha256"], expected, "{objects}");
+    // The image left the instance's disk with the last upload.
+    assert!(!instance_dir.path().join("irhost-proto").exists());
+    // Each minted URL is journaled; none outlives its quarter hour.
+    let minted: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::EvidenceUpload {
+                operation,
+                expires_in_s,
+                ..
+            } if operation == "part-urls" => Some(*expires_in_s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(minted, vec![Some(900), Some(900)]);
+
+    // Remediation: the suspect's own world-open group revoked (and tagged),
+    // the group it shares with a neighbour left alone, its Elastic IP
+    // dissociated; the instance stopped, never terminated, volumes kept.
+    let state = moto.state();
+    assert_eq!(state["groups"][web]["world_ingress"], serde_json::json!([]));
+    assert_eq!(
+        state["groups"][shared]["world_ingress"],
+        serde_json::json!(["tcp:80-80"])
+    );
+    let allocation = seeded["allocation"].as_str().unwrap();
+    assert_eq!(state["addresses"][allocation]["associated"], false);
+    let remediation = step_values(&records, &target, "remediate");
+    assert!(remediation["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["resource_id"] == shared
+            && s["reason"]
+                .as_str()
+                .unwrap()
+                .contains(seeded["neighbour"].as_str().unwrap())));
+    assert_eq!(state["instances"][&iid]["state"], "stopped");
+    assert!(state["instances"][&iid]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v["delete_on_termination"] == false));
+    let stop = step_values(&records, &target, "stop");
+    assert_eq!(stop["previous_state"], "running");
+
+    // The order on the wire, as the proxy in front of moto saw it: the
+    // memory upload completed before the isolation's first change, which
+    // came before the remediation, then the stop.
+    let actions = proxy.actions();
+    let first = |name: &str| {
+        actions
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("{name} not in {actions:?}"))
+    };
+    let last = |name: &str| actions.iter().rposition(|a| a == name).unwrap();
+    let completed = last("S3 POST uploadId");
+    assert!(
+        completed < first("ModifyNetworkInterfaceAttribute"),
+        "{actions:?}"
+    );
+    assert!(
+        last("ModifyNetworkInterfaceAttribute") < first("RevokeSecurityGroupIngress"),
+        "{actions:?}"
+    );
+    assert!(
+        first("DisassociateAddress") < first("StopInstances"),
+        "{actions:?}"
+    );
+    assert!(!actions.iter().any(|a| a == "TerminateInstances"));
+    assert_eq!(actions.iter().filter(|a| *a == "SendCommand").count(), 3);
+}
+
+#[test]
+fn an_instance_without_an_agent_is_not_captured_isolated_yes_stopped_no() {
+    let moto = Moto::launch_with(&["--ssm-agent"]);
+    let seeded = moto.seed("protocol");
+    let iid = seeded["instance"].as_str().unwrap().to_string();
+    for bucket in ["ir-evidence", "ir-evidence-vault"] {
+        moto.s3(&["create-bucket", bucket]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "full.toml",
+        &full_protocol("http://127.0.0.1:9/avml", &"ab".repeat(32), dir.path()),
+    );
+    let target = format!("aws:{iid}");
+    let out = moto.irhost(
+        &ws,
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            &target,
+            "--case",
+            "noagent",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let records = ws.journal("noagent");
+    assert_eq!(status_of(&records, &target, "memory"), Status::Failed);
+    let error = step_error(&records, &target, "memory");
+    assert!(
+        error.contains("unsupported") && error.contains("no SSM agent online"),
+        "{error}"
+    );
+    assert_eq!(status_of(&records, &target, "isolate"), Status::Succeeded);
+    assert_eq!(status_of(&records, &target, "remediate"), Status::Succeeded);
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::StepSkipped { step, reason, .. } if step == "stop" && reason.contains("no capture-memory step (memory) succeeded"))));
+    assert_eq!(moto.state()["instances"][&iid]["state"], "running");
+    // No upload was begun for it.
+    assert!(!records
+        .iter()
+        .any(|r| matches!(&r.event, RunEvent::EvidenceUpload { .. })));
+}
