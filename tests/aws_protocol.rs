@@ -300,6 +300,47 @@ fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() 
     );
     assert!(!actions.iter().any(|a| a == "TerminateInstances"));
     assert_eq!(actions.iter().filter(|a| *a == "SendCommand").count(), 3);
+
+    // A false positive: the shipped release playbook, in a run of its own
+    // (no records of the first), undoes the remediation from its tags.
+    let release = std::fs::read_to_string(repo_root().join("playbooks/aws-release.toml"))
+        .unwrap()
+        .replace(
+            "../plugins/dist",
+            repo_root().join("plugins/dist").to_str().unwrap(),
+        );
+    let release = ws.playbook("release.toml", &release);
+    let out = moto.irhost(
+        &ws,
+        &[
+            "run",
+            release.to_str().unwrap(),
+            "--target",
+            &target,
+            "--case",
+            "proto",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let state = moto.state();
+    assert_eq!(
+        state["groups"][web]["world_ingress"],
+        serde_json::json!(["tcp:22-22", "tcp:443-443"])
+    );
+    assert!(state["groups"][web]["tags"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .all(|k| !k.starts_with("irhost:remediated:")));
+    assert_eq!(state["addresses"][allocation]["associated"], true);
+    // (moto reports the InstanceId of an address associated by its ENI as
+    // empty: the ENI says whose it is.)
+    let eni = state["addresses"][allocation]["eni"].as_str().unwrap();
+    assert_eq!(state["enis"][eni]["instance"], iid.as_str(), "{state}");
+    assert_eq!(
+        state["groups"][shared]["world_ingress"],
+        serde_json::json!(["tcp:80-80"])
+    );
 }
 
 #[test]

@@ -205,6 +205,7 @@ def state(endpoint):
         a["AllocationId"]: {
             "public_ip": a.get("PublicIp"),
             "instance": a.get("InstanceId"),
+            "eni": a.get("NetworkInterfaceId"),
             "associated": "AssociationId" in a,
             "tags": {t["Key"]: t["Value"] for t in a.get("Tags", [])},
         }

@@ -93,8 +93,26 @@ pub(super) fn print_plan(plan: &PlaybookPlan, targets: &[TargetSpec], json: bool
         plan.playbook.name,
         plan.steps.len()
     );
+    let levels = plan.levels();
     for target in targets {
         println!("target {}", target.label());
+        // The protocol's order: steps of one level run at once (∥).
+        let mut by_level: Vec<Vec<&str>> = Vec::new();
+        for (i, step) in plan.steps.iter().enumerate() {
+            if !plan.applies(i, &target.provider) {
+                continue;
+            }
+            if by_level.len() <= levels[i] {
+                by_level.resize(levels[i] + 1, Vec::new());
+            }
+            by_level[levels[i]].push(&step.spec.id);
+        }
+        let order: Vec<String> = by_level
+            .iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.join(" ∥ "))
+            .collect();
+        println!("  order: {}", order.join(" → "));
         let applicable = plan
             .steps
             .iter()
