@@ -393,3 +393,117 @@ fn an_instance_without_an_agent_is_not_captured_isolated_yes_stopped_no() {
         .iter()
         .any(|r| matches!(&r.event, RunEvent::EvidenceUpload { .. })));
 }
+
+#[test]
+fn an_isolation_that_keeps_the_agent_reachable_opens_only_https_to_its_endpoints() {
+    let moto = Moto::launch_with(&["--ssm-agent"]);
+    let seeded = moto.seed("protocol");
+    let iid = seeded["instance"].as_str().unwrap().to_string();
+    let (vpc, subnet) = (
+        seeded["vpc"].as_str().unwrap(),
+        seeded["subnet"].as_str().unwrap(),
+    );
+    for bucket in ["ir-evidence", "ir-evidence-vault"] {
+        moto.s3(&["create-bucket", bucket]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Workspace::new();
+    // Isolate before the capture: a plan error, unless the grant keeps the
+    // agent's services reachable through the isolation.
+    let before = full_protocol("http://127.0.0.1:9/avml", &"ab".repeat(32), dir.path())
+        .replace(
+            "after = [\"memory\", \"snapshot\", \"interfaces\"]",
+            "after = [\"snapshot\", \"interfaces\"]",
+        )
+        .replace(
+            "after = [\"remediate\"]",
+            "after = [\"remediate\", \"memory\"]",
+        );
+    let pb = ws.playbook("before.toml", &before);
+    let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("isolation_keeps = [\"ssm\", \"s3\"]"),
+        "{}",
+        stderr(&out)
+    );
+    let keeping = before.replace(
+        "evidence_uploads = \"s3://ir-evidence/memory/\"",
+        "evidence_uploads = \"s3://ir-evidence/memory/\"\nisolation_keeps = [\"ssm\", \"s3\"]",
+    );
+    // Its declared reads for that (DescribeVpcEndpoints, DescribePrefixLists)
+    // must be granted too.
+    let pb = ws.playbook("keeping-ungranted.toml", &keeping);
+    let out = ws.irhost(&["validate", pb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ec2:DescribeVpcEndpoints, ec2:DescribePrefixLists"),
+        "{}",
+        stderr(&out)
+    );
+    let keeping = keeping.replace(
+        "    \"ec2:DescribeAddresses\",\n",
+        "    \"ec2:DescribeAddresses\",\n    \"ec2:DescribeVpcEndpoints\",\n    \"ec2:DescribePrefixLists\",\n",
+    );
+    let pb = ws.playbook("keeping.toml", &keeping);
+    let target = format!("aws:{iid}");
+    let run = |case: &str| {
+        let out = moto.irhost(
+            &ws,
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--target",
+                &target,
+                "--case",
+                case,
+            ],
+        );
+        let journal = ws.cases().join(case).join("journal.jsonl");
+        assert!(journal.exists(), "{}\n{}", stdout(&out), stderr(&out));
+        (out, ws.journal(case))
+    };
+    // No interface endpoints in the VPC: the isolation refuses to widen.
+    let (out, records) = run("keep1");
+    assert!(!records.is_empty(), "{}\n{}", stdout(&out), stderr(&out));
+    let error = step_error(&records, &target, "isolate");
+    assert!(
+        error.contains("has no interface endpoint for com.amazonaws.us-east-1.ssm"),
+        "{error}"
+    );
+    // With them: HTTPS to their addresses and to S3's prefix list, nothing else.
+    let endpoints = moto.fixture(&[
+        "vpc-endpoints",
+        vpc,
+        subnet,
+        "ssm",
+        "ssmmessages",
+        "ec2messages",
+    ]);
+    let (_, records) = run("keep2");
+    assert_eq!(status_of(&records, &target, "isolate"), Status::Succeeded);
+    let state = moto.state();
+    let (_, group) = state["groups"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, g)| g["name"] == "irhost-isolation-keep2")
+        .unwrap();
+    let mut expected: Vec<String> = endpoints["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("tcp:443:{}/32", a.as_str().unwrap()))
+        .collect();
+    expected.push(format!(
+        "tcp:443:{}",
+        endpoints["s3_prefix_list"].as_str().unwrap()
+    ));
+    expected.sort();
+    assert_eq!(
+        group["egress_rules"],
+        serde_json::json!(expected),
+        "{group}"
+    );
+    assert_eq!(group["ingress"], 0);
+}

@@ -121,7 +121,7 @@ def seed(endpoint, scenario):
         neighbour = instance(ec2, subnets[0], [shared], 1, "neighbour")
         eip = ec2.allocate_address(Domain="vpc")
         ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=iid)
-        out = {"instance": iid, "neighbour": neighbour, "vpc": vpc,
+        out = {"instance": iid, "neighbour": neighbour, "vpc": vpc, "subnet": subnets[0],
                "groups": {"web": web, "shared": shared},
                "eip": eip["PublicIp"], "allocation": eip["AllocationId"]}
     elif scenario == "two-vpcs":
@@ -144,6 +144,22 @@ def seed(endpoint, scenario):
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(out))
+
+
+def vpc_endpoints(endpoint, vpc, subnet, services):
+    """Interface endpoints of `services` (ssm, ssmmessages, ...) in the VPC:
+    their private addresses, and S3's prefix list id."""
+    ec2 = client(endpoint)
+    addresses = []
+    for service in services:
+        e = ec2.create_vpc_endpoint(
+            VpcId=vpc, ServiceName=f"com.amazonaws.us-east-1.{service}",
+            VpcEndpointType="Interface", SubnetIds=[subnet],
+        )["VpcEndpoint"]
+        for eni in ec2.describe_network_interfaces(NetworkInterfaceIds=e["NetworkInterfaceIds"])["NetworkInterfaces"]:
+            addresses.append(eni["PrivateIpAddress"])
+    s3 = ec2.describe_prefix_lists(Filters=[{"Name": "prefix-list-name", "Values": ["com.amazonaws.us-east-1.s3"]}])
+    print(json.dumps({"addresses": sorted(addresses), "s3_prefix_list": s3["PrefixLists"][0]["PrefixListId"]}))
 
 
 def state(endpoint):
@@ -189,6 +205,10 @@ def state(endpoint):
                 if any(r.get("CidrIp") == "0.0.0.0/0" for r in p.get("IpRanges", []))
             ),
             "egress": len(g.get("IpPermissionsEgress", [])),
+            "egress_rules": sorted(
+                [f"{p.get('IpProtocol')}:{p.get('FromPort')}:{r['CidrIp']}" for p in g.get("IpPermissionsEgress", []) for r in p.get("IpRanges", [])]
+                + [f"{p.get('IpProtocol')}:{p.get('FromPort')}:{r['PrefixListId']}" for p in g.get("IpPermissionsEgress", []) for r in p.get("PrefixListIds", [])]
+            ),
             "tags": {t["Key"]: t["Value"] for t in g.get("Tags", [])},
         }
         for g in ec2.describe_security_groups()["SecurityGroups"]
@@ -281,6 +301,8 @@ if __name__ == "__main__":
         iam_user(sys.argv[2], sys.argv[3], sys.argv[4:])
     elif sys.argv[1] == "seed":
         seed(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "vpc-endpoints":
+        vpc_endpoints(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     elif sys.argv[1] == "state":
         state(sys.argv[2])
     else:

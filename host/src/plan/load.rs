@@ -48,6 +48,19 @@ pub async fn load_plugins(
                     continue;
                 }
                 plugin.config = binding.config(&plugin.config);
+                if !spec.isolation_keeps.is_empty() {
+                    // The grant's word, over anything the config says.
+                    if let Some(config) = plugin.config.as_object_mut() {
+                        config.insert(
+                            "isolation_keeps".into(),
+                            serde_json::json!(spec.isolation_keeps),
+                        );
+                    }
+                    plugin.notes.push(format!(
+                        "the isolation keeps {} reachable for the agent (isolation_keeps in the grant)",
+                        spec.isolation_keeps.join(", ")
+                    ));
+                }
                 plugin.authorizer = binding.authorizer;
                 plugin.uploads = binding.uploads;
                 plugin.notes = binding.notes;

@@ -144,9 +144,12 @@ impl StepCheck<'_> {
         let Some(grant) = &plugin.grant else {
             return Vec::new();
         };
+        // The loaded plugin's config: the playbook's, with what the host
+        // set from the grant (`isolation_keeps`, endpoints).
+        let config = self.plugins.get(&self.spec.plugin).map(|p| &p.config);
         let set = |key: &str| {
             let nonnull = |v: &serde_json::Value| v.get(key).is_some_and(|x| !x.is_null());
-            nonnull(&self.spec.with) || nonnull(&plugin.config)
+            nonnull(&self.spec.with) || nonnull(&plugin.config) || config.is_some_and(nonnull)
         };
         let missing: Vec<&str> = info
             .api_actions

@@ -73,6 +73,11 @@ pub fn plugin_info() -> PluginInfo {
                 "ec2:CreateTags",
             ],
         )
+        .calls_when(
+            "isolation_keeps",
+            Effect::Reads,
+            &["ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists"],
+        )
         .action(
             "seal",
             Effect::Preserves,

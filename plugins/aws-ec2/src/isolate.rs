@@ -226,6 +226,7 @@ async fn ensure_group(
     case: &str,
     role: Role,
     examiner: &[IpPermission],
+    agent: &[IpPermission],
     changes: &mut Vec<IsolationChange>,
 ) -> Result<String, PluginError> {
     let name = group_name(role, case);
@@ -290,7 +291,7 @@ async fn ensure_group(
     let id = sg.group_id().unwrap_or_default().to_string();
 
     let (want_ingress, want_egress): (Vec<IpPermission>, Vec<IpPermission>) = match role {
-        Role::Isolation => (examiner.to_vec(), Vec::new()),
+        Role::Isolation => (examiner.to_vec(), agent.to_vec()),
         Role::Untrack => (allow_all(), allow_all()),
     };
     for direction in [Direction::Egress, Direction::Ingress] {
@@ -443,9 +444,20 @@ pub async fn isolate(ec2: &Ec2, target: &Target) -> Result<IsolationRecord, Plug
         .collect();
     let mut isolation: BTreeMap<String, String> = BTreeMap::new();
     let mut untrack: BTreeMap<String, String> = BTreeMap::new();
+    let kept = crate::agent_reach::kept()?;
     for vpc in &vpcs {
-        let iso = ensure_group(ec2, vpc, &case, Role::Isolation, &examiner, &mut changes).await?;
-        let un = ensure_group(ec2, vpc, &case, Role::Untrack, &[], &mut changes).await?;
+        let agent = crate::agent_reach::egress(ec2, vpc, &kept).await?;
+        let iso = ensure_group(
+            ec2,
+            vpc,
+            &case,
+            Role::Isolation,
+            &examiner,
+            &agent,
+            &mut changes,
+        )
+        .await?;
+        let un = ensure_group(ec2, vpc, &case, Role::Untrack, &[], &[], &mut changes).await?;
         isolation.insert(vpc.clone(), iso);
         untrack.insert(vpc.clone(), un);
     }

@@ -12,6 +12,7 @@
 //! - `max_attempts` (SDK attempts per call, default 3), `retry_after_ms`
 //!   (what a throttling answer asks the engine to wait, default 2000);
 //! - isolate: `examiner_cidr` and `examiner_ports` (default [22]);
+//!   `isolation_keeps` (set by the host from the grant: [`agent_reach`]);
 //! - seal: `forensic_account` (12-digit account to share the snapshots with);
 //! - stop: `hibernate`, `stop_wait_s`;
 //! - capture-memory: `memory_tool_url`, `memory_tool_sha256` and the others
@@ -19,6 +20,7 @@
 
 #![recursion_limit = "256"]
 
+mod agent_reach;
 mod aws;
 mod contract;
 mod describe;
