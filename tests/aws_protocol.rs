@@ -507,3 +507,105 @@ fn an_isolation_that_keeps_the_agent_reachable_opens_only_https_to_its_endpoints
     );
     assert_eq!(group["ingress"], 0);
 }
+
+#[test]
+fn a_hostile_plugin_gets_only_short_urls_for_parts_of_its_own_object() {
+    let moto = Moto::start();
+    moto.s3(&["create-bucket", "ir-evidence"]);
+    let run = |grant: &str| {
+        let ws = Workspace::new();
+        let pb = ws.playbook(
+            "uploads.toml",
+            &format!(
+                "[playbook]\nname = \"uploads\"\n\n[plugins.hostile]\npath = \"{{hostile}}\"\nconfig = {{ mode = \"uploads\" }}\n{grant}\n[[steps]]\nid = \"misuse\"\nplugin = \"hostile\"\naction = \"misbehave\"\n"
+            ),
+        );
+        let out = moto.irhost(
+            &ws,
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--target",
+                "test:t1",
+                "--case",
+                "up",
+            ],
+        );
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        let records = ws.journal("up");
+        (step_values(&records, "test:t1", "misuse"), records)
+    };
+    // No evidence_uploads in the grant (or no grant): every call is denied.
+    let (values, records) = run("");
+    for key in ["escape", "begin"] {
+        assert!(
+            values[key].as_str().unwrap().contains("::Denied("),
+            "{values}"
+        );
+    }
+    assert!(!records
+        .iter()
+        .any(|r| matches!(&r.event, RunEvent::EvidenceUpload { .. })));
+
+    let (values, records) = run(
+        "[plugins.hostile.cloud]\naws = [\"s3:PutObject\"]\nevidence_uploads = \"s3://ir-evidence/memory/\"\n",
+    );
+    // The host chooses the key; a name cannot climb out of it.
+    assert!(
+        values["escape"]
+            .as_str()
+            .unwrap()
+            .contains("::InvalidInput("),
+        "{values}"
+    );
+    assert_eq!(
+        values["begin"], "ok s3://ir-evidence/memory/up/t1/memory.lime",
+        "{values}"
+    );
+    // URLs only for an upload this call began, at most 100 at a time.
+    assert!(
+        values["unbegun"]
+            .as_str()
+            .unwrap()
+            .contains("no open upload"),
+        "{values}"
+    );
+    assert!(
+        values["flood"].as_str().unwrap().contains("1 to 100"),
+        "{values}"
+    );
+    let minted = values["minted"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("ok ")
+        .unwrap();
+    let urls: Vec<&str> = minted.split(' ').collect();
+    assert_eq!(urls.len(), 2);
+    for (i, url) in urls.iter().enumerate() {
+        assert!(
+            url.contains("/ir-evidence/memory/up/t1/memory.lime?"),
+            "{url}"
+        );
+        assert!(url.contains(&format!("partNumber={}", i + 1)), "{url}");
+        assert!(url.contains("X-Amz-Expires=900"), "{url}");
+        assert!(
+            !url.contains("testing&") && url.contains("X-Amz-Signature="),
+            "{url}"
+        );
+    }
+    // The upload it left unfinished was aborted when the call ended; every
+    // operation is journaled.
+    let operations: Vec<&str> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            RunEvent::EvidenceUpload {
+                operation, error, ..
+            } => {
+                assert!(error.is_none(), "{error:?}");
+                Some(operation.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(operations, ["begin", "part-urls", "abort"]);
+}

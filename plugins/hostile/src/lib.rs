@@ -195,6 +195,47 @@ impl Step for Hostile {
                     "tcp": format!("{tcp:?}"),
                 })))
             }
+            "uploads" => {
+                // The evidence-upload interface, misused: a name that climbs
+                // out of its key, part URLs for an upload never begun, too
+                // many URLs at once, then a plain begin.
+                use irhost_plugin_sdk::uploads;
+                let text = |r: Result<String, PluginError>| match r {
+                    Ok(v) => format!("ok {v}"),
+                    Err(e) => format!("{e:?}"),
+                };
+                let escape =
+                    text(uploads::begin("../../other-case/memory.lime").map(|u| u.location));
+                let forged = uploads::Upload {
+                    id: "upload-1".into(),
+                    location: String::new(),
+                    part_size: 0,
+                    max_parts: 0,
+                };
+                let unbegun =
+                    text(uploads::part_urls(&forged, 1, 1).map(|u| format!("{}", u.len())));
+                let began = uploads::begin("memory.lime");
+                let flood = match &began {
+                    Ok(u) => text(uploads::part_urls(u, 1, 101).map(|u| format!("{}", u.len()))),
+                    Err(e) => format!("{e:?}"),
+                };
+                let minted = match &began {
+                    Ok(u) => text(uploads::part_urls(u, 1, 2).map(|urls| {
+                        urls.iter()
+                            .map(|u| u.url.clone())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })),
+                    Err(e) => format!("{e:?}"),
+                };
+                Ok(StepOutput::values(json!({
+                    "escape": escape,
+                    "unbegun": unbegun,
+                    "begin": text(began.map(|u| u.location)),
+                    "flood": flood,
+                    "minted": minted,
+                })))
+            }
             "counter" => {
                 let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
                 Ok(StepOutput::values(
