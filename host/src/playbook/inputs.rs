@@ -161,6 +161,11 @@ impl Inputs {
     }
 }
 
+/// Parameters the host sets from a plugin's grant and the environment
+/// (the isolation's kept services, the cloud's endpoint and region): no
+/// input may carry their names, or a run could override them.
+pub const HOST_SET: &[&str] = &["isolation_keeps", "endpoint_url", "region"];
+
 /// The playbook's `[inputs]`, checked where each is written.
 pub(super) fn from_raw(
     source: &SourceMap,
@@ -178,6 +183,14 @@ pub(super) fn from_raw(
                 &format!("inputs.{name}"),
                 format!("input name `{name}` must be letters, digits or `_`"),
                 None,
+            ));
+        }
+        if HOST_SET.contains(&name.as_str()) {
+            problems.push(source.diagnostic(
+                span.clone(),
+                &format!("inputs.{name}"),
+                format!("`{name}` is set by the host from the plugin's grant and environment: a run cannot set it"),
+                Some("security settings live in the playbook's grant or config, which a run does not change"),
             ));
         }
         let kind = match InputType::parse(raw.kind.get_ref()) {

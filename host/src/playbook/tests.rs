@@ -130,3 +130,11 @@ fn retries_are_capped_with_a_located_diagnostic() {
     let ok = parse(&GOOD.replace("retries = 2", "retries = 10")).unwrap();
     assert_eq!(ok.steps[1].retries, 10);
 }
+
+#[test]
+fn an_input_may_not_take_a_host_set_parameters_name() {
+    let text = format!("{GOOD}\n[inputs.isolation_keeps]\ntype = \"string\"\n");
+    let d = first(&text);
+    assert_eq!(d.field, "inputs.isolation_keeps");
+    assert!(d.message.contains("set by the host"), "{}", d.message);
+}
