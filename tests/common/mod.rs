@@ -3,6 +3,7 @@
 //! `scripts/build-plugins`), scratch case directories and journal readers.
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod fake_arm;
 pub mod moto;
 pub mod net;

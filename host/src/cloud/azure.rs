@@ -8,6 +8,7 @@
 //! `AZURE_RESOURCE_MANAGER_URL` points the plugins at another ARM endpoint
 //! (Azure Stack, or the tests' fake ARM) without changing the audience.
 
+pub mod evidence;
 pub mod identity;
 
 use std::collections::HashMap;
@@ -37,6 +38,9 @@ pub struct AzureEnvironment {
     /// Why `AZURE_CLOUD` was not understood, if it was not.
     pub cloud_problem: Option<String>,
     pub identity: IdentitySettings,
+    /// `AZURE_STORAGE_KEY`: the storage account key evidence-upload SASes
+    /// are signed with.
+    pub storage_key: Option<String>,
 }
 
 impl Default for AzureEnvironment {
@@ -61,6 +65,7 @@ impl AzureEnvironment {
             cloud,
             cloud_problem,
             identity: IdentitySettings::from_vars(&var),
+            storage_key: get("AZURE_STORAGE_KEY"),
         }
     }
 

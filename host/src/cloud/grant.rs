@@ -104,6 +104,12 @@ impl EvidenceUploads {
                     .into_iter()
                     .flatten()
                     .filter(|s| !s.is_empty());
+                // An emulator on an address (Azurite) is path-style: its
+                // first segment is the account.
+                let path_style =
+                    matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)))
+                        || url.host_str() == Some("localhost");
+                let account = if path_style { segments.next() } else { None };
                 let container = segments.next().ok_or_else(|| {
                     format!("`{text}`: an Azure grant uploads to `https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX/`")
                 })?;
@@ -112,7 +118,7 @@ impl EvidenceUploads {
                     return Err(format!("`{text}`: an https URL without a query (no SAS: the host mints one per blob)"));
                 }
                 let mut service = url.clone();
-                service.set_path("");
+                service.set_path(account.unwrap_or(""));
                 Ok(EvidenceUploads::AzureBlob {
                     service: service.as_str().trim_end_matches('/').to_string(),
                     container: container.to_string(),
@@ -496,6 +502,18 @@ mod tests {
         ] {
             assert!(EvidenceUploads::parse(cloud, bad).is_err(), "{cloud} {bad}");
         }
+        assert_eq!(
+            EvidenceUploads::parse(
+                "azure",
+                "http://127.0.0.1:10000/devstoreaccount1/evidence/mem"
+            )
+            .unwrap(),
+            EvidenceUploads::AzureBlob {
+                service: "http://127.0.0.1:10000/devstoreaccount1".into(),
+                container: "evidence".into(),
+                prefix: "mem/".into()
+            }
+        );
         assert_eq!(agent_services("aws"), &["ssm", "s3"]);
     }
 

@@ -117,9 +117,14 @@ impl CloudEnv {
         }
         if let Some(uploads) = uploads {
             binding.uploads = self.evidence_store(uploads, config).await;
-            binding.notes.push(format!(
-                "evidence uploads: the machine may upload to {uploads}<case>/<target>/ through URLs the host mints per part"
-            ));
+            binding.notes.push(match binding.uploads {
+                Some(_) => format!(
+                    "evidence uploads: the machine may upload to {uploads}<case>/<target>/ through URLs the host mints per part"
+                ),
+                None => format!(
+                    "evidence uploads to {uploads} are unavailable (an Azure store needs AZURE_STORAGE_KEY): the plugin's uploads are denied"
+                ),
+            });
         }
         binding.trusted_endpoints = self.environment_endpoints().await;
         binding
@@ -149,7 +154,20 @@ impl CloudEnv {
                     aws.endpoint_for("s3"),
                 )))
             }
-            EvidenceUploads::AzureBlob { .. } => None,
+            EvidenceUploads::AzureBlob {
+                service,
+                container,
+                prefix,
+            } => {
+                let key = self.azure.storage_key.as_deref()?;
+                match azure::evidence::BlobEvidence::new(service, container, prefix, key) {
+                    Ok(store) => Some(Arc::new(store)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "evidence uploads to {service} are unavailable");
+                        None
+                    }
+                }
+            }
         }
     }
 

@@ -236,6 +236,47 @@ impl Step for Hostile {
                     "minted": minted,
                 })))
             }
+            "upload-all" => {
+                // The machine's part, played by the plugin: `data` in
+                // `parts` parts PUT to the URLs minted for them, then complete.
+                use irhost_plugin_sdk::uploads;
+                let data = params
+                    .get("data")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("")
+                    .as_bytes()
+                    .to_vec();
+                let parts = params
+                    .get("parts")
+                    .and_then(|p| p.as_u64())
+                    .unwrap_or(1)
+                    .max(1) as usize;
+                let upload = uploads::begin("memory.raw")?;
+                let urls = uploads::part_urls(&upload, 1, parts as u32)?;
+                let size = data.len().div_ceil(parts).max(1);
+                for (url, chunk) in urls.iter().zip(data.chunks(size)) {
+                    let length = chunk.len().to_string();
+                    let mut headers: Vec<(&str, &str)> = url
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    // A stored length, not a chunked body: block stores need it.
+                    headers.push(("content-length", &length));
+                    let response = fetch(Method::PUT, &url.url, &headers, Some(chunk.to_vec()))?;
+                    if response.status >= 300 {
+                        return Err(PluginError::Provider(ProviderFailure {
+                            code: format!("Part{}", response.status),
+                            message: response.text(),
+                        }));
+                    }
+                }
+                let object = uploads::complete(&upload)?;
+                Ok(StepOutput::values(json!({
+                    "location": object.location, "size": object.size, "parts": object.parts,
+                    "version": object.version, "etag": object.etag,
+                })))
+            }
             "counter" => {
                 let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
                 Ok(StepOutput::values(

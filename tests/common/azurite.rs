@@ -1,0 +1,162 @@
+//! Azurite's Blob service (npm `azurite`, installed by scripts/setup-azurite
+//! under ~/.cache/irhost/azurite) on 127.0.0.1 for the tests, with its
+//! well-known development account, and the account SAS a test uses to make
+//! containers and read blobs back.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Azurite's development account and key (public, in its documentation).
+pub const ACCOUNT: &str = "devstoreaccount1";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+pub struct Azurite {
+    child: Child,
+    port: u16,
+    _data: tempfile::TempDir,
+}
+
+fn binary() -> PathBuf {
+    let path = std::env::var_os("IRHOST_AZURITE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap())
+                .join(".cache/irhost/azurite/node_modules/.bin/azurite-blob")
+        });
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup-azurite (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new(binary())
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &port.to_string(),
+                "--silent",
+            ])
+            .arg("--location")
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "azurite did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Azurite {
+            child,
+            port,
+            _data: data,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The account's Blob service URL (path-style).
+    pub fn service(&self) -> String {
+        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// An account SAS (`ss=b`) for `resource_types` (`c`, `o`) and
+    /// `permissions`, valid an hour.
+    pub fn account_sas(&self, resource_types: &str, permissions: &str) -> String {
+        let expiry = (chrono::Utc::now() + chrono::Duration::hours(1))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let version = "2022-11-02";
+        let to_sign = format!("{ACCOUNT}\n{permissions}\nb\n{resource_types}\n\n{expiry}\n\nhttps,http\n{version}\n\n");
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(KEY)
+            .unwrap();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+        mac.update(to_sign.as_bytes());
+        let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "sv={version}&ss=b&srt={resource_types}&sp={permissions}&se={}&spr=https%2Chttp&sig={}",
+            enc(&expiry),
+            enc(&sig)
+        )
+    }
+
+    /// Create a container.
+    pub fn create_container(&self, name: &str) {
+        let url = format!(
+            "{}/{name}?restype=container&{}",
+            self.service(),
+            self.account_sas("c", "c")
+        );
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "PUT",
+                "-H",
+                "x-ms-version: 2022-11-02",
+                "-H",
+                "Content-Length: 0",
+                &url,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "201",
+            "create container {name}"
+        );
+    }
+
+    /// A blob's bytes, or the HTTP status when it cannot be read.
+    pub fn blob(&self, container: &str, name: &str) -> Result<Vec<u8>, String> {
+        let url = format!(
+            "{}/{container}/{name}?{}",
+            self.service(),
+            self.account_sas("o", "r")
+        );
+        let out = Command::new("curl")
+            .args(["-s", "-f", "-H", "x-ms-version: 2022-11-02", &url])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!("curl exit {:?}", out.status.code()))
+        }
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
