@@ -1,6 +1,7 @@
 //! enumerate-interfaces: every NIC of the VM with its private and public
 //! addresses, subnet and VNet, the NSGs on the NIC and on its subnet with
-//! their rules, and the ports they expose.
+//! their rules, the ports they expose, and the VM's shared disks
+//! ([`crate::shared`]).
 //!
 //! NSG rules are evaluated as Azure does: by priority, first match wins,
 //! and inbound traffic must pass the subnet's NSG and then the NIC's. A port
@@ -144,10 +145,11 @@ pub async fn enumerate(arm: &Arm, target: &Target) -> Result<InterfaceInventory,
         nsgs.len(),
         exposed.len()
     ));
+    let shared_storage = crate::shared::shared_disks(arm, &vm_ref, &vm).await?;
     Ok(InterfaceInventory {
         interfaces,
         exposed,
-        shared_storage: Vec::new(),
+        shared_storage,
     })
 }
 

@@ -204,24 +204,13 @@ async fn set_nic_nsg(
     nsg_id: Option<&str>,
     tags: serde_json::Value,
 ) -> Result<(), PluginError> {
-    let id = nic.resource.id.clone().unwrap_or_default();
-    let r = ResourceRef::parse(&id)?;
     let props = nic.properties.get_or_insert_with(Default::default);
     props.network_security_group = match nsg_id {
         Some(nsg) => Some(model("NSG reference", serde_json::json!({ "id": nsg }))?),
         None => None,
     };
     nic.resource.tags = Some(tags);
-    let what = format!("update network interface {}", r.name);
-    let response = arm
-        .network
-        .network_interfaces_client()
-        .create_or_update(&r.resource_group, &r.name, nic, &r.subscription)
-        .send()
-        .await
-        .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
-    Ok(())
+    crate::writes::put_nic(arm, nic).await
 }
 
 fn nsg_of(nic: &network::models::NetworkInterface) -> Option<String> {

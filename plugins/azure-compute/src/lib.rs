@@ -16,15 +16,30 @@
 //! - `poll_ms` (interval when polling long-running operations, default
 //!   1000), `operation_timeout_s` (default 600), `retry_after_ms` (what a
 //!   throttling answer without Retry-After asks the engine to wait);
-//! - snapshot: `incremental` (default true);
-//! - isolate: `examiner_cidr` and `examiner_ports` (default [22]).
+//! - snapshot: `incremental` (default true), `sas_minutes` (how long the
+//!   boot-diagnostics SAS URIs live, default 10); the storage host of those
+//!   URIs must be in the playbook's `allow_hosts` for the screenshot and
+//!   serial log to be kept ([`bootdiag`]);
+//! - isolate: `examiner_cidr` and `examiner_ports` (default [22]);
+//! - stop: `deallocate` (default false: power off, the VM stays
+//!   allocated) ([`stop`]).
+//!
+//! remediate needs the inventory of an `enumerate-interfaces` ancestor;
+//! its markers and tags, which release reads when the run has no records,
+//! are described in [`remediate`] and [`restore`].
 
 mod arm;
+mod bootdiag;
 mod contract;
 mod inventory;
 mod isolate;
+mod remediate;
+mod restore;
 mod seal;
+mod shared;
 mod snapshot;
+mod stop;
+mod writes;
 
 use irhost_plugin_sdk::prelude::*;
 
@@ -55,15 +70,40 @@ impl Provider for AzureCompute {
         irhost_plugin_sdk::block_on(isolate::isolate(&arm, &target))
     }
 
+    fn remediate(target: Target, inputs: Inputs) -> Result<RemediationRecord, PluginError> {
+        let inventory = inputs.inventory()?.ok_or_else(|| {
+            PluginError::InvalidInput(
+                "remediate needs the inventory of an enumerate-interfaces step among its inputs (put that step in its `after`)"
+                    .into(),
+            )
+        })?;
+        let arm = Arm::from_params()?;
+        irhost_plugin_sdk::block_on(remediate::remediate(&arm, &target, &inventory))
+    }
+
+    fn stop(target: Target, _inputs: Inputs) -> Result<StateChange, PluginError> {
+        let arm = Arm::from_params()?;
+        irhost_plugin_sdk::block_on(stop::stop(&arm, &target))
+    }
+
     fn seal(target: Target, inputs: Inputs) -> Result<SealRecord, PluginError> {
         let arm = Arm::from_params()?;
         irhost_plugin_sdk::block_on(seal::seal(&arm, &target, &inputs.artifacts()))
     }
 
+    /// The isolation first (the NICs get their NSGs back), then the
+    /// remediation (on those NSGs and NICs).
     fn release(target: Target, inputs: Inputs) -> Result<IsolationRecord, PluginError> {
         let arm = Arm::from_params()?;
-        let previous = inputs.isolation()?;
-        irhost_plugin_sdk::block_on(isolate::release(&arm, &target, previous))
+        let isolation = inputs.isolation()?;
+        let remediation = inputs.remediation()?;
+        irhost_plugin_sdk::block_on(async {
+            let mut record = isolate::release(&arm, &target, isolation).await?;
+            let (undone, verified) = restore::release(&arm, &target, remediation.as_ref()).await?;
+            record.changes.extend(undone);
+            record.verified &= verified;
+            Ok(record)
+        })
     }
 }
 

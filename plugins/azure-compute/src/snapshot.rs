@@ -1,8 +1,10 @@
 //! snapshot: a snapshot of the OS disk and of every data disk of the VM
 //! (incremental unless the `incremental` parameter says no), tagged with
-//! the case, source VM, disk and time; and the VM model and instance view
-//! as config-dump artifacts. Unmanaged (VHD blob) disks cannot be
-//! snapshotted through ARM and are reported, never skipped silently.
+//! the case, source VM, disk and time; the VM model and instance view as
+//! config-dump artifacts; the boot-diagnostics screenshot and serial log
+//! when they can be read ([`crate::bootdiag`]). Unmanaged (VHD blob) disks
+//! cannot be snapshotted through ARM and are reported, never skipped
+//! silently.
 //!
 //! Idempotent: a snapshot named for the case and disk that already exists
 //! with the case's tag is reused, not taken again.
@@ -117,6 +119,7 @@ pub async fn snapshot(arm: &Arm, target: &Target) -> Result<Vec<Artifact>, Plugi
         .meta("what", "instance view (GET virtualMachines/instanceView)")
         .meta("vm", &source_vm),
     ];
+    artifacts.extend(crate::bootdiag::capture(arm, &vm_ref, &vm, &source_vm).await?);
 
     let all = disks(&vm);
     let unmanaged: Vec<&VmDisk> = all.iter().filter(|d| d.managed_id.is_none()).collect();
