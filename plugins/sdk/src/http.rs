@@ -47,8 +47,16 @@ pub async fn fetch_async(
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
+    let body = match body {
+        Some(bytes) if !bytes.is_empty() => Body::from(bytes),
+        // Nothing to write. An empty byte body still asks the stream whether
+        // it may write, and that fails ("connection reset") once the host
+        // has sent a `Content-Length: 0` request and closed the stream: a
+        // race the SDK clients' bodiless requests lost under load.
+        _ => Body::from_http_body(wstd::http::body::util::Empty::<&'static [u8]>::new()),
+    };
     let request = builder
-        .body(Body::from(body.unwrap_or_default()))
+        .body(body)
         .map_err(|e| PluginError::InvalidInput(format!("request to {url}: {e}")))?;
     let response = Client::new()
         .send(request)
