@@ -416,6 +416,19 @@ pub enum Operation {
     Succeeded,
 }
 
+/// Read a write's answer to its end, so that its connection goes back to
+/// the pool at once (an answer dropped unread takes its connection down
+/// with it), then wait for the operation it started, if any.
+pub async fn complete(
+    arm: &Arm,
+    what: &str,
+    response: azure_core::Response,
+) -> Result<Operation, PluginError> {
+    let (_, headers, body) = response.deconstruct();
+    body.collect().await.map_err(|e| arm.error(what, e))?;
+    wait_operation(arm, what, &headers).await
+}
+
 /// Wait for the operation an ARM response started, if any: poll its
 /// `Azure-AsyncOperation` URL (a JSON `status`) or else its `Location`
 /// (202 while running), honouring `Retry-After`, until it ends or

@@ -17,8 +17,8 @@
 use irhost_plugin_sdk::prelude::*;
 
 use crate::arm::{
-    model, network, param_or, resource_name, tag, vm_of, wait_operation, with_tags, Arm,
-    ResourceRef, TAG_CASE, TAG_PREVIOUS_NSG, TAG_ROLE,
+    complete, model, network, param_or, resource_name, tag, vm_of, with_tags, Arm, ResourceRef,
+    TAG_CASE, TAG_PREVIOUS_NSG, TAG_ROLE,
 };
 use crate::inventory::{get_nic, get_nsg, get_vm, nic_ids, rules_of};
 
@@ -193,7 +193,7 @@ async fn ensure_isolation_nsg(
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+    complete(arm, &what, response.into_raw_response()).await?;
     Ok((get_nsg(arm, &id).await?, true))
 }
 

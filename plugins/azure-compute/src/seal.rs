@@ -7,8 +7,8 @@ use irhost_plugin_sdk::artifact_digest;
 use irhost_plugin_sdk::prelude::*;
 
 use crate::arm::{
-    compute, locks, model, now_rfc3339, tag, vm_id, vm_of, wait_operation, with_tags, Arm,
-    ResourceRef, TAG_CASE, TAG_SEALED, TAG_SEALED_AT, TAG_SEAL_DIGEST,
+    complete, compute, locks, model, now_rfc3339, tag, vm_id, vm_of, with_tags, Arm, ResourceRef,
+    TAG_CASE, TAG_SEALED, TAG_SEALED_AT, TAG_SEAL_DIGEST,
 };
 use crate::snapshot::case_snapshots;
 
@@ -68,7 +68,7 @@ pub async fn seal(
                 .send()
                 .await
                 .map_err(|e| arm.error(&what, e))?;
-            wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+            complete(arm, &what, response.into_raw_response()).await?;
             tagged += 1;
         }
         ensure_lock(arm, &id, &case, &digest).await?;
@@ -142,11 +142,13 @@ async fn ensure_lock(
         }),
     )?;
     let what = format!("lock {}", ResourceRef::name_of(resource_id));
-    arm.locks
+    let response = arm
+        .locks
         .management_locks_client()
         .create_or_update_by_scope(scope, name, lock)
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
+    complete(arm, &what, response.into_raw_response()).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@
 use irhost_plugin_sdk::prelude::*;
 
 use crate::arm::{
-    compute, model, now_rfc3339, param_or, resource_name, tag, vm_id, vm_of, wait_operation, Arm,
+    complete, compute, model, now_rfc3339, param_or, resource_name, tag, vm_id, vm_of, Arm,
     ResourceRef, TAG_CASE, TAG_DISK, TAG_ROLE, TAG_SOURCE_VM, TAG_TIME,
 };
 
@@ -248,7 +248,7 @@ async fn ensure_snapshot(
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+    complete(arm, &what, response.into_raw_response()).await?;
     let snap = get_snapshot(arm, sub, rg, name).await?;
     match snap
         .properties

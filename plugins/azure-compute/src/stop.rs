@@ -17,7 +17,7 @@
 
 use irhost_plugin_sdk::prelude::*;
 
-use crate::arm::{compute, json_of, model, param_or, vm_of, wait_operation, Arm, ResourceRef};
+use crate::arm::{complete, compute, json_of, model, param_or, vm_of, Arm, ResourceRef};
 use crate::inventory::get_vm;
 
 /// The VM's `PowerState/…` code from its instance view.
@@ -69,7 +69,7 @@ pub async fn stop(arm: &Arm, target: &Target) -> Result<StateChange, PluginError
             .send()
             .await
             .map_err(|e| arm.error(&what, e))?;
-        wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+        complete(arm, &what, response.into_raw_response()).await?;
         "deallocate"
     } else {
         let what = format!("power off {}", vm_ref.name);
@@ -81,7 +81,7 @@ pub async fn stop(arm: &Arm, target: &Target) -> Result<StateChange, PluginError
             .send()
             .await
             .map_err(|e| arm.error(&what, e))?;
-        wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+        complete(arm, &what, response.into_raw_response()).await?;
         "powerOff"
     };
 
@@ -204,7 +204,7 @@ async fn keep_disks(
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+    complete(arm, &what, response.into_raw_response()).await?;
     // Read back: nothing may still be deleted with the VM.
     let reread = json_of(&get_vm(arm, vm_ref).await?);
     let s = &reread["properties"]["storageProfile"];

@@ -4,7 +4,7 @@
 
 use irhost_plugin_sdk::prelude::*;
 
-use crate::arm::{model, network, wait_operation, Arm, ResourceRef};
+use crate::arm::{complete, model, network, Arm, ResourceRef};
 
 /// PUT a NIC as given (its tags, NSG and IP configurations); wait for ARM.
 pub async fn put_nic(arm: &Arm, nic: network::models::NetworkInterface) -> Result<(), PluginError> {
@@ -18,7 +18,7 @@ pub async fn put_nic(arm: &Arm, nic: network::models::NetworkInterface) -> Resul
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+    complete(arm, &what, response.into_raw_response()).await?;
     Ok(())
 }
 
@@ -42,7 +42,7 @@ pub async fn put_rule(
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+    complete(arm, &what, response.into_raw_response()).await?;
     Ok(())
 }
 
@@ -62,7 +62,7 @@ pub async fn set_nsg_tags(
         .send()
         .await
         .map_err(|e| arm.error(&what, e))?;
-    wait_operation(arm, &what, response.as_raw_response().headers()).await?;
+    complete(arm, &what, response.into_raw_response()).await?;
     Ok(())
 }
 
