@@ -1,146 +1,27 @@
-//! The Azure compute plugin against the fake ARM (tests/common/fake_arm.rs,
+//! The Azure compute plugin against the fake ARM (tests/common/fake_arm/,
 //! serving the official REST examples): the real `irhost` binary, the real
 //! `azure-compute` component, bearer tokens obtained and attached by the
 //! host at the egress boundary, and assertions on the fake's ARM state.
+//! The verbs of contract 0.2 are in the submodules: takedown (`stop`),
+//! remediation (`remediate` and its release), evidence (the snapshot's
+//! screen and console, shared disks).
 
 mod common;
+#[path = "azure/evidence.rs"]
+mod evidence;
+#[path = "azure/remediation.rs"]
+mod remediation;
+#[path = "azure/support.rs"]
+mod support;
+#[path = "azure/takedown.rs"]
+mod takedown;
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-use common::fake_arm::{id_of, FakeArm, NicSpec, VmSpec};
+use common::fake_arm::{id_of, FakeArm};
 use common::moto::Moto;
 use common::*;
 use irhost::events::{RunEvent, Status};
 use serde_json::Value;
-
-const RG: &str = "ir-rg";
-
-/// A shipped playbook with absolute plugin paths and a short poll interval
-/// (the steps are the shipped ones, unchanged).
-fn shipped(ws: &Workspace, name: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo_root().join("playbooks").join(name)).unwrap();
-    let dist = repo_root().join("plugins/dist");
-    let text = text
-        .replace("../plugins/dist", dist.to_str().unwrap())
-        .replace(
-            &format!("path = \"{}/azure-compute.wasm\"", dist.display()),
-            &format!(
-                "path = \"{}/azure-compute.wasm\"\nconfig = {{ poll_ms = 20 }}",
-                dist.display()
-            ),
-        );
-    let path = ws.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn irhost_with(ws: &Workspace, env: &[(&str, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_irhost"));
-    cmd.args(args)
-        .current_dir(ws.path())
-        .env("IRHOST_CASES_DIR", ws.cases())
-        .env("IRHOST_CACHE_DIR", shared_cache())
-        .env_remove("RUST_LOG")
-        .env_remove("IRHOST_SIGNING_KEY");
-    for var in [
-        "AZURE_ACCESS_TOKEN",
-        "AZURE_TENANT_ID",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AZURE_AUTHORITY_HOST",
-        "AZURE_RESOURCE_MANAGER_URL",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    plugin("azure-compute");
-    cmd.output().unwrap()
-}
-
-fn run(arm: &FakeArm, ws: &Workspace, playbook: &str, case: &str, vms: &[&str]) -> Output {
-    let book = shipped(ws, playbook);
-    let mut args = vec![
-        "run".to_string(),
-        book.to_str().unwrap().into(),
-        "--case".into(),
-        case.into(),
-    ];
-    for vm in vms {
-        args.push("--target".into());
-        args.push(format!("azure:{vm}"));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    irhost_with(ws, &arm.env(), &args)
-}
-
-fn two_nic_vm(arm: &FakeArm, name: &str) -> String {
-    arm.seed_vm(
-        RG,
-        &VmSpec {
-            name: name.into(),
-            location: "westus".into(),
-            data_disks: 2,
-            nics: vec![
-                NicSpec {
-                    name: format!("{name}-nic0"),
-                    vnet: "ir-vnet".into(),
-                    subnet: "web".into(),
-                    private_ip: "10.0.1.4".into(),
-                    nsg: Some("web-nsg".into()),
-                    public_ip: Some("203.0.113.10".into()),
-                },
-                NicSpec {
-                    name: format!("{name}-nic1"),
-                    vnet: "ir-vnet".into(),
-                    subnet: "backend".into(),
-                    private_ip: "10.0.2.4".into(),
-                    nsg: None,
-                    public_ip: None,
-                },
-            ],
-        },
-    )
-}
-
-fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
-    resource["tags"][key].as_str()
-}
-
-fn nsg_of(nic: &Value) -> Option<String> {
-    nic["properties"]["networkSecurityGroup"]["id"]
-        .as_str()
-        .map(str::to_ascii_lowercase)
-}
-
-/// Requests that change ARM state.
-fn changes(arm: &FakeArm) -> Vec<String> {
-    arm.requests()
-        .into_iter()
-        .filter(|r| {
-            !["GET", "HEAD"].contains(&r.method.as_str()) && !r.path.ends_with("/oauth2/v2.0/token")
-        })
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect()
-}
-
-/// A raw HTTP request to the fake (what an operator's tool would send).
-fn http(arm: &FakeArm, method: &str, path: &str, token: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", arm.port)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        arm.port
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, text)
-}
+use support::*;
 
 #[test]
 fn vm_with_two_nics_and_three_disks_is_preserved_isolated_and_sealed() {

@@ -78,7 +78,7 @@ fn storage_error(status: StatusCode, code: &str, message: &str, detail: Option<&
     let body = format!(
         "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>{code}</Code><Message>{message}\nRequestId:{}\nTime:{}</Message>{detail}</Error>",
         uuid::Uuid::new_v4(),
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.7fZ")
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f0Z")
     );
     let mut response = (status, body).into_response();
     response
@@ -175,7 +175,10 @@ fn serve(state: &mut ArmState, method: &Method, path: &str, query: &str) -> Resp
     let mut response = (StatusCode::OK, body).into_response();
     let h = response.headers_mut();
     h.insert("content-type", blob.content_type.parse().unwrap());
-    h.insert("content-length", blob.bytes.len().to_string().parse().unwrap());
+    h.insert(
+        "content-length",
+        blob.bytes.len().to_string().parse().unwrap(),
+    );
     h.insert("x-ms-blob-type", "BlockBlob".parse().unwrap());
     h.insert("x-ms-version", SAS_VERSION.parse().unwrap());
     h.insert("accept-ranges", "bytes".parse().unwrap());

@@ -119,7 +119,9 @@ fn patch_vm(state: &mut ArmState, req: &Req) -> Response {
             }
         }
         for d in &current {
-            if !disks.iter().any(|x| x["lun"] == d["lun"]) && !detached.iter().any(|x| x["lun"] == d["lun"]) {
+            if !disks.iter().any(|x| x["lun"] == d["lun"])
+                && !detached.iter().any(|x| x["lun"] == d["lun"])
+            {
                 detached.push(d.clone());
             }
         }
@@ -134,14 +136,17 @@ fn patch_vm(state: &mut ArmState, req: &Req) -> Response {
     }
     vm["properties"]["provisioningState"] = json!("Updating");
     state.resources.insert(req.id_lower.clone(), vm.clone());
-    let mut headers = state.async_headers(&req.id_lower, Done::Provisioned, "Microsoft.Compute", req);
+    let mut headers =
+        state.async_headers(&req.id_lower, Done::Provisioned, "Microsoft.Compute", req);
     headers.truncate(1);
     json_response(StatusCode::OK, vm, &headers)
 }
 
 /// powerOff / deallocate: 202 with a `Location` only, as their examples
-/// answer; the VM is `transient` until the operation is polled to its end.
-/// A VM already there answers 200 with no body (the examples' 200).
+/// answer (Compute's form: …/locations/L/operations/ID?monitor=true); the
+/// VM is `transient` until the operation is polled to its end. A VM
+/// already there answers 200 with no body (the examples' 200); powerOff of
+/// a deallocated VM is a 409, as the 2024-07-01 spec describes it.
 fn power(state: &mut ArmState, req: &Req, transient: &str, end: &str) -> Response {
     if let Some(skip) = req.param("skipShutdown") {
         if skip != "true" && skip != "false" {
@@ -153,7 +158,18 @@ fn power(state: &mut ArmState, req: &Req, transient: &str, end: &str) -> Respons
         }
     }
     let now = state.power_of(&req.id_lower);
-    if now == end || (end == "stopped" && now == "deallocated") {
+    if end == "stopped" && (now == "deallocated" || now == "deallocating") {
+        // As the powerOff spec says: not allowed once deallocated.
+        return arm_error(
+            StatusCode::CONFLICT,
+            "OperationNotAllowed",
+            &format!(
+                "Operation 'powerOff' is not allowed on VM '{}' since the VM is deallocated or marked to be deallocated.",
+                req.name.unwrap_or_default()
+            ),
+        );
+    }
+    if now == end {
         return StatusCode::OK.into_response();
     }
     state.power.insert(req.id_lower.clone(), transient.into());
@@ -287,8 +303,13 @@ fn snapshot(state: &mut ArmState, req: &Req, snap_name: &str) -> Response {
                 }
             }
             state.resources.insert(id_lower.clone(), snap.clone());
-            let (status, result) =
-                state.new_op(&id_lower, Done::Provisioned, "Microsoft.Compute", &location, req);
+            let (status, result) = state.new_op(
+                &id_lower,
+                Done::Provisioned,
+                "Microsoft.Compute",
+                &location,
+                req,
+            );
             json_response(
                 StatusCode::ACCEPTED,
                 snap,
@@ -313,7 +334,8 @@ fn snapshot(state: &mut ArmState, req: &Req, snap_name: &str) -> Response {
             }
             snap["properties"]["provisioningState"] = json!("Updating");
             let body = snap.clone();
-            let headers = state.async_headers(&id_lower, Done::Provisioned, "Microsoft.Compute", req);
+            let headers =
+                state.async_headers(&id_lower, Done::Provisioned, "Microsoft.Compute", req);
             json_response(StatusCode::ACCEPTED, body, &headers)
         }
         Method::DELETE => {

@@ -44,8 +44,11 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+// Not every test crate that includes `common` seeds VMs.
+#[allow(unused_imports)]
 pub use blob::{Blob, BlobRequest};
-pub use seed::{NicSpec, VmSpec};
+#[allow(unused_imports)]
+pub use seed::{NicSpec, VmSpec, SCREENSHOT_PNG};
 
 /// The api-versions ARM accepts per resource type (lower-cased): the
 /// examples' and the ones irhost's SDK packages send.
@@ -182,8 +185,7 @@ pub(crate) fn examples() -> Examples {
         nic: example("network/NetworkInterfaceGet.json", "200")["body"].clone(),
         nsg_get: example("network/NetworkSecurityGroupGet.json", "200")["body"].clone(),
         nsg_create: example("network/NetworkSecurityGroupCreate.json", "201")["body"].clone(),
-        rule_create: example("network/NetworkSecurityGroupRuleCreate.json", "201")["body"]
-            .clone(),
+        rule_create: example("network/NetworkSecurityGroupRuleCreate.json", "201")["body"].clone(),
         subnet: example("network/SubnetGet.json", "200")["body"].clone(),
         public_ip: example("network/PublicIpAddressGet.json", "200")["body"].clone(),
         lock: example(
@@ -192,9 +194,14 @@ pub(crate) fn examples() -> Examples {
         )["body"]
             .clone(),
         power_off: example("compute/VirtualMachine_PowerOff_MinimumSet_Gen.json", "202"),
-        deallocate: example("compute/VirtualMachine_Deallocate_MinimumSet_Gen.json", "202"),
-        boot_diagnostics: example("compute/VirtualMachine_RetrieveBootDiagnosticsData.json", "200")
-            ["body"]
+        deallocate: example(
+            "compute/VirtualMachine_Deallocate_MinimumSet_Gen.json",
+            "202",
+        ),
+        boot_diagnostics: example(
+            "compute/VirtualMachine_RetrieveBootDiagnosticsData.json",
+            "200",
+        )["body"]
             .clone(),
     }
 }

@@ -51,7 +51,9 @@ pub(crate) fn route(ex: &Examples, state: &mut ArmState, req: &Req) -> Option<Re
             if req.segments.len() == 10 =>
         {
             match state.resources.get(&req.exact_lower) {
-                Some(subnet) => json_response(StatusCode::OK, with_subnet_users(state, subnet), &[]),
+                Some(subnet) => {
+                    json_response(StatusCode::OK, with_subnet_users(state, subnet), &[])
+                }
                 None => not_found(
                     "Microsoft.Network/virtualNetworks/subnets",
                     child.unwrap_or_default(),
@@ -78,7 +80,12 @@ fn with_nsg_users(state: &ArmState, nsg: &Value) -> Value {
             continue;
         }
         let rid = r["id"].clone();
-        if r["id"].as_str().unwrap_or_default().to_ascii_lowercase().contains("/subnets/") {
+        if r["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("/subnets/")
+        {
             subnets.push(json!({ "id": rid }));
         } else if r["type"] == "Microsoft.Network/networkInterfaces" {
             nics.push(json!({ "id": rid }));
@@ -180,17 +187,31 @@ fn put_rule(ex: &Examples, state: &mut ArmState, req: &Req, nsg: &str, name: &st
         Err(r) => return *r,
     };
     let p = &request["properties"];
-    let bad = |message: String| arm_error(StatusCode::BAD_REQUEST, "InvalidRequestFormat", &message);
+    let bad =
+        |message: String| arm_error(StatusCode::BAD_REQUEST, "InvalidRequestFormat", &message);
     if !["Allow", "Deny"].contains(&p["access"].as_str().unwrap_or_default()) {
-        return bad(format!("Security rule {name}: access must be Allow or Deny."));
+        return bad(format!(
+            "Security rule {name}: access must be Allow or Deny."
+        ));
     }
     if !["Inbound", "Outbound"].contains(&p["direction"].as_str().unwrap_or_default()) {
-        return bad(format!("Security rule {name}: direction must be Inbound or Outbound."));
+        return bad(format!(
+            "Security rule {name}: direction must be Inbound or Outbound."
+        ));
     }
-    if !p["priority"].as_i64().is_some_and(|n| (100..=4096).contains(&n)) || p["protocol"].is_null() {
-        return bad(format!("Security rule {name}: priority (100-4096) and protocol are required."));
+    if !p["priority"]
+        .as_i64()
+        .is_some_and(|n| (100..=4096).contains(&n))
+        || p["protocol"].is_null()
+    {
+        return bad(format!(
+            "Security rule {name}: priority (100-4096) and protocol are required."
+        ));
     }
-    if p["description"].as_str().is_some_and(|d| d.chars().count() > MAX_RULE_DESCRIPTION) {
+    if p["description"]
+        .as_str()
+        .is_some_and(|d| d.chars().count() > MAX_RULE_DESCRIPTION)
+    {
         return bad(format!(
             "Security rule {name}: the description is longer than {MAX_RULE_DESCRIPTION} characters."
         ));
@@ -198,7 +219,10 @@ fn put_rule(ex: &Examples, state: &mut ArmState, req: &Req, nsg: &str, name: &st
     let Some(group) = state.resources.get_mut(&req.id_lower) else {
         return not_found("Microsoft.Network/networkSecurityGroups", nsg, req.rg);
     };
-    let id = format!("{}/securityRules/{name}", group["id"].as_str().unwrap_or_default());
+    let id = format!(
+        "{}/securityRules/{name}",
+        group["id"].as_str().unwrap_or_default()
+    );
     let mut rule = ex.rule_create.clone();
     rule["id"] = json!(id);
     rule["name"] = json!(name);
@@ -211,7 +235,12 @@ fn put_rule(ex: &Examples, state: &mut ArmState, req: &Req, nsg: &str, name: &st
     rules.retain(|r| r["name"] != name);
     rules.push(rule.clone());
     group["properties"]["provisioningState"] = json!("Updating");
-    let headers = state.async_headers(&req.id_lower, Done::Rule(name.into()), "Microsoft.Network", req);
+    let headers = state.async_headers(
+        &req.id_lower,
+        Done::Rule(name.into()),
+        "Microsoft.Network",
+        req,
+    );
     let status = if existed {
         StatusCode::OK
     } else {
@@ -225,12 +254,20 @@ fn get_rule(state: &ArmState, req: &Req, name: &str) -> Response {
         nsg["properties"]["securityRules"]
             .as_array()?
             .iter()
-            .find(|r| r["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .find(|r| {
+                r["name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
             .cloned()
     });
     match rule {
         Some(r) => json_response(StatusCode::OK, r, &[]),
-        None => not_found("Microsoft.Network/networkSecurityGroups/securityRules", name, req.rg),
+        None => not_found(
+            "Microsoft.Network/networkSecurityGroups/securityRules",
+            name,
+            req.rg,
+        ),
     }
 }
 
@@ -291,7 +328,10 @@ fn put_nic(state: &mut ArmState, req: &Req, nic_name: &str) -> Response {
                 return arm_error(
                     StatusCode::BAD_REQUEST,
                     "InvalidParameter",
-                    &format!("Adding IP configuration {} is not served by the fake ARM.", w["name"]),
+                    &format!(
+                        "Adding IP configuration {} is not served by the fake ARM.",
+                        w["name"]
+                    ),
                 );
             };
             match w["properties"]["publicIPAddress"]["id"].as_str() {
@@ -301,7 +341,10 @@ fn put_nic(state: &mut ArmState, req: &Req, nic_name: &str) -> Response {
                     };
                     let config_id = config["id"].as_str().unwrap_or_default().to_string();
                     let holder = &target["properties"]["ipConfiguration"]["id"];
-                    if holder.as_str().is_some_and(|h| !h.eq_ignore_ascii_case(&config_id)) {
+                    if holder
+                        .as_str()
+                        .is_some_and(|h| !h.eq_ignore_ascii_case(&config_id))
+                    {
                         return arm_error(
                             StatusCode::BAD_REQUEST,
                             "PublicIPAddressInUse",
@@ -326,7 +369,10 @@ fn put_nic(state: &mut ArmState, req: &Req, nic_name: &str) -> Response {
                 let pip = pip.to_ascii_lowercase();
                 if !associate.iter().any(|(p, _)| *p == pip) {
                     if let Some(r) = state.resources.get_mut(&pip) {
-                        r["properties"].as_object_mut().unwrap().remove("ipConfiguration");
+                        r["properties"]
+                            .as_object_mut()
+                            .unwrap()
+                            .remove("ipConfiguration");
                     }
                 }
             }

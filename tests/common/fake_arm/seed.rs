@@ -184,7 +184,14 @@ impl FakeArm {
 
     /// A NIC of a VM with its subnet and public IP; its reference for the
     /// VM's network profile.
-    fn seed_nic(&self, rg: &str, location: &str, vm_id: &str, spec: &NicSpec, primary: bool) -> Value {
+    fn seed_nic(
+        &self,
+        rg: &str,
+        location: &str,
+        vm_id: &str,
+        spec: &NicSpec,
+        primary: bool,
+    ) -> Value {
         let ex = examples();
         let vnet_id = id_of(rg, "Microsoft.Network/virtualNetworks", &spec.vnet);
         let subnet_id = format!("{vnet_id}/subnets/{}", spec.subnet);
@@ -270,7 +277,11 @@ impl FakeArm {
                 let disks = vm["properties"]["storageProfile"]["dataDisks"]
                     .as_array_mut()
                     .unwrap();
-                let lun = disks.iter().filter_map(|d| d["lun"].as_u64()).max().map_or(0, |l| l + 1);
+                let lun = disks
+                    .iter()
+                    .filter_map(|d| d["lun"].as_u64())
+                    .max()
+                    .map_or(0, |l| l + 1);
                 disks.push(json!({
                     "lun": lun,
                     "name": name,
@@ -289,7 +300,8 @@ impl FakeArm {
     /// retrieveBootDiagnosticsData is refused).
     pub fn disable_boot_diagnostics(&self, vm_id: &str) {
         self.edit(vm_id, |vm| {
-            vm["properties"]["diagnosticsProfile"] = json!({ "bootDiagnostics": { "enabled": false } })
+            vm["properties"]["diagnosticsProfile"] =
+                json!({ "bootDiagnostics": { "enabled": false } })
         });
     }
 
@@ -300,7 +312,12 @@ impl FakeArm {
             vm["name"].as_str().unwrap(),
             vm["properties"]["vmId"].as_str().unwrap(),
         );
-        self.with_state(|s| (s.blobs[&screenshot].bytes.clone(), s.blobs[&serial].bytes.clone()))
+        self.with_state(|s| {
+            (
+                s.blobs[&screenshot].bytes.clone(),
+                s.blobs[&serial].bytes.clone(),
+            )
+        })
     }
 
     /// Replace a VM's screenshot.
