@@ -11,6 +11,7 @@ pub mod azure;
 pub mod doctor;
 pub mod grant;
 pub mod policy;
+pub mod uploads;
 
 pub use actions::ActionList;
 pub use grant::CloudGrant;
