@@ -40,37 +40,59 @@ fn binary() -> PathBuf {
 }
 
 impl Azurite {
+    /// Start Azurite on a free port, waiting up to a minute for it to
+    /// listen; a start that exits (a port taken between choosing and
+    /// binding it) is tried again on another port. A failure panics with
+    /// what Azurite printed.
     pub fn start() -> Azurite {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Azurite::try_start() {
+                Ok(azurite) => return azurite,
+                Err(why) => last = why,
+            }
+        }
+        panic!("azurite did not start: {last}");
+    }
+
+    fn try_start() -> Result<Azurite, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let data = tempfile::tempdir().unwrap();
-        let child = Command::new(binary())
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                &port.to_string(),
-                "--silent",
-            ])
+        let log_path = data.path().join("azurite.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(binary())
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .arg("--location")
             .arg(data.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let printed = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "azurite did not start");
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(format!("it exited ({status}) printing:\n{}", printed()));
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "not listening on port {port} after 60 s; it printed:\n{}",
+                    printed()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Azurite {
+        Ok(Azurite {
             child,
             port,
             _data: data,
-        }
+        })
     }
 
     pub fn port(&self) -> u16 {
