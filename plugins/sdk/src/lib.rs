@@ -8,7 +8,7 @@
 //! offers; each receives the outputs of the step's ancestors as [`Inputs`].
 //! The wit-bindgen details stay in this crate.
 //!
-//! ```ignore
+//! ```no_run
 //! use irhost_plugin_sdk::prelude::*;
 //!
 //! struct Notify;
@@ -25,11 +25,13 @@
 //! Plugins get outbound HTTP over `wasi:http` through [`http`] (built on
 //! `wstd`); the host decides which hosts a plugin may reach. [`uploads`]
 //! lets the machine itself send large evidence to the store the playbook
-//! grants.
+//! grants; [`memory`] captures a machine's memory that way, through its own
+//! agent.
 
 pub mod http;
 mod inputs;
 pub mod log;
+pub mod memory;
 pub mod uploads;
 
 pub use inputs::Inputs;
