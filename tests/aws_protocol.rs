@@ -8,67 +8,17 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
+use common::memory_tool::{MemoryArtifact, MemoryTool, Running};
 use common::moto::{venv_python, Moto};
 use common::net::ConnectProxy;
 use common::*;
 use irhost::events::{RunEvent, Status};
-use sha2::Digest;
 
 /// The size of the test tool's "memory image": three parts of 5 MiB.
 const IMAGE_BYTES: usize = 12 << 20;
-
-/// What the test tool writes: a pattern, so the image's sha256 is known.
-fn image_bytes() -> Vec<u8> {
-    b"IRHOST-MEMORY-IMAGE\n"
-        .iter()
-        .copied()
-        .cycle()
-        .take(IMAGE_BYTES)
-        .collect()
-}
-
-/// A child process killed on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Serve `dir` on 127.0.0.1 (the memory tool's download URL).
-fn serve_dir(dir: &Path) -> (Running, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the tool server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Running(child), port)
-}
 
 /// The SSM guest of `instance`, registered once it prints GUEST READY.
 fn guest(moto: &Moto, instance: &str, workdir: &Path) -> Running {
@@ -108,13 +58,6 @@ fn full_protocol(tool_url: &str, tool_sha256: &str, workdir: &Path) -> String {
         )
 }
 
-fn status_of(records: &[irhost::journal::JournalRecord], target: &str, step: &str) -> Status {
-    match finished(records, target, step) {
-        RunEvent::StepFinished { status, .. } => *status,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[test]
 fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() {
     let moto = Moto::launch_with(&["--ssm-agent"]);
@@ -128,11 +71,8 @@ fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() 
         moto.s3(&["create-bucket", bucket]);
     }
     // The memory tool: writes the image to the path it is given.
-    let tools = tempfile::tempdir().unwrap();
-    let script = format!("#!/bin/sh\nyes IRHOST-MEMORY-IMAGE | head -c {IMAGE_BYTES} > \"$1\"\n");
-    std::fs::write(tools.path().join("avml"), &script).unwrap();
-    let tool_sha256 = hex::encode(sha2::Sha256::digest(script.as_bytes()));
-    let (_tool_server, tool_port) = serve_dir(tools.path());
+    let tool = MemoryTool::serve(IMAGE_BYTES);
+    let tool_sha256 = tool.sha256.clone();
     let guest_dir = tempfile::tempdir().unwrap();
     let _guest = guest(&moto, &iid, guest_dir.path());
     let instance_dir = tempfile::tempdir().unwrap();
@@ -140,11 +80,7 @@ fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() 
     let ws = Workspace::new();
     let pb = ws.playbook(
         "full.toml",
-        &full_protocol(
-            &format!("http://127.0.0.1:{tool_port}/avml"),
-            &tool_sha256,
-            instance_dir.path(),
-        ),
+        &full_protocol(&tool.url(), &tool_sha256, instance_dir.path()),
     );
     let proxy = ConnectProxy::start();
     let target = format!("aws:{iid}");
@@ -183,7 +119,7 @@ fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() 
         "seal",
     ] {
         assert_eq!(
-            status_of(&records, &target, step),
+            step_status(&records, &target, step),
             Status::Succeeded,
             "{step}"
         );
@@ -192,33 +128,14 @@ fn the_full_protocol_captures_memory_first_then_isolates_remediates_and_stops() 
     // The memory image: in the granted bucket under the case and target,
     // its bytes what the tool wrote, their sha256 the one the instance
     // reported and the artifact records.
-    let expected = hex::encode(sha2::Sha256::digest(image_bytes()));
-    let (location, sha256, size, metadata) = records
-        .iter()
-        .find_map(|r| match &r.event {
-            RunEvent::ArtifactRecorded {
-                kind,
-                location,
-                sha256,
-                size,
-                metadata,
-                ..
-            } if kind == "memory-image" => {
-                Some((location.clone(), sha256.clone(), *size, metadata.clone()))
-            }
-            _ => None,
-        })
-        .expect("a memory-image artifact");
+    let expected = tool.image_sha256();
+    let image = MemoryArtifact::of(&records);
+    let (location, sha256, size) = (image.location.clone(), image.sha256.clone(), image.size);
     let key = format!("memory/proto/{iid}/memory.lime");
     assert_eq!(location, format!("s3://ir-evidence/{key}"));
     assert_eq!(sha256.as_deref(), Some(expected.as_str()));
     assert_eq!(size, Some(IMAGE_BYTES as u64));
-    let meta = |k: &str| {
-        metadata
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    };
+    let meta = |k: &str| image.meta(k);
     assert_eq!(meta("parts").as_deref(), Some("3"));
     assert_eq!(meta("tool_sha256").as_deref(), Some(tool_sha256.as_str()));
     assert_eq!(
@@ -377,14 +294,17 @@ fn an_instance_without_an_agent_is_not_captured_isolated_yes_stopped_no() {
         stderr(&out)
     );
     let records = ws.journal("noagent");
-    assert_eq!(status_of(&records, &target, "memory"), Status::Failed);
+    assert_eq!(step_status(&records, &target, "memory"), Status::Failed);
     let error = step_error(&records, &target, "memory");
     assert!(
         error.contains("unsupported") && error.contains("no SSM agent online"),
         "{error}"
     );
-    assert_eq!(status_of(&records, &target, "isolate"), Status::Succeeded);
-    assert_eq!(status_of(&records, &target, "remediate"), Status::Succeeded);
+    assert_eq!(step_status(&records, &target, "isolate"), Status::Succeeded);
+    assert_eq!(
+        step_status(&records, &target, "remediate"),
+        Status::Succeeded
+    );
     assert!(records.iter().any(|r| matches!(&r.event,
         RunEvent::StepSkipped { step, reason, .. } if step == "stop" && reason.contains("no capture-memory step (memory) succeeded"))));
     assert_eq!(moto.state()["instances"][&iid]["state"], "running");
@@ -481,7 +401,7 @@ fn an_isolation_that_keeps_the_agent_reachable_opens_only_https_to_its_endpoints
         "ec2messages",
     ]);
     let (_, records) = run("keep2");
-    assert_eq!(status_of(&records, &target, "isolate"), Status::Succeeded);
+    assert_eq!(step_status(&records, &target, "isolate"), Status::Succeeded);
     let state = moto.state();
     let (_, group) = state["groups"]
         .as_object()

@@ -4,11 +4,14 @@
 //! host at the egress boundary, and assertions on the fake's ARM state.
 //! The verbs of contract 0.2 are in the submodules: takedown (`stop`),
 //! remediation (`remediate` and its release), evidence (the snapshot's
-//! screen and console, shared disks).
+//! screen and console, shared disks), memory (`capture-memory` through Run
+//! Command into Azurite).
 
 mod common;
 #[path = "azure/evidence.rs"]
 mod evidence;
+#[path = "azure/memory.rs"]
+mod memory;
 #[path = "azure/remediation.rs"]
 mod remediation;
 #[path = "azure/support.rs"]

@@ -72,13 +72,6 @@ fn ended(records: &[irhost::journal::JournalRecord], target: &str, step: &str) -
     )
 }
 
-fn status(records: &[irhost::journal::JournalRecord], target: &str, step: &str) -> Status {
-    match finished(records, target, step) {
-        RunEvent::StepFinished { status, .. } => *status,
-        other => panic!("{other:?}"),
-    }
-}
-
 #[test]
 fn the_seven_steps_run_in_the_protocols_order_with_their_inputs() {
     let ws = Workspace::new();
@@ -266,11 +259,17 @@ fn stop_waits_for_a_successful_capture_and_a_machine_without_an_agent_is_not_ski
         "noagent",
     ]);
     let records = ws.journal("noagent");
-    assert_eq!(status(&records, "test:a", "memory"), Status::Failed);
+    assert_eq!(step_status(&records, "test:a", "memory"), Status::Failed);
     assert!(step_error(&records, "test:a", "memory").contains("has no agent"));
     // Isolation and remediation go on; the machine is not taken down.
-    assert_eq!(status(&records, "test:a", "isolate"), Status::Succeeded);
-    assert_eq!(status(&records, "test:a", "remediate"), Status::Succeeded);
+    assert_eq!(
+        step_status(&records, "test:a", "isolate"),
+        Status::Succeeded
+    );
+    assert_eq!(
+        step_status(&records, "test:a", "remediate"),
+        Status::Succeeded
+    );
     let skipped = records.iter().find_map(|r| match &r.event {
         RunEvent::StepSkipped { step, reason, .. } if step == "stop" => Some(reason.clone()),
         _ => None,
@@ -300,7 +299,7 @@ fn stop_waits_for_a_successful_capture_and_a_machine_without_an_agent_is_not_ski
     ]);
     let records = ws.journal("accept");
     assert_eq!(
-        status(&records, "test:a", "stop"),
+        step_status(&records, "test:a", "stop"),
         Status::Succeeded,
         "{}",
         stdout(&out)

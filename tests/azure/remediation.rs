@@ -144,7 +144,8 @@ fn remediate_denies_only_world_open_rules_of_unshared_nsgs_and_release_restores_
         .unwrap()
         .to_string();
     let ws = Workspace::new();
-    let out = run(&arm, &ws, "azure-full-protocol.toml", "IR-AZ-REM", &[&vm]);
+    let book = full_protocol_without_memory(&ws);
+    let out = run_book(&arm, &ws, &book, "IR-AZ-REM", &[&vm]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
 
     // web-nsg: the four world-open inbound rules denied and marked; the

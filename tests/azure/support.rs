@@ -19,15 +19,21 @@ pub const RG: &str = "ir-rg";
 pub fn shipped(ws: &Workspace, name: &str) -> PathBuf {
     let text = std::fs::read_to_string(repo_root().join("playbooks").join(name)).unwrap();
     let dist = repo_root().join("plugins/dist");
-    let text = text
-        .replace("../plugins/dist", dist.to_str().unwrap())
-        .replace(
+    let text = text.replace("../plugins/dist", dist.to_str().unwrap());
+    let text = if text.contains("\nconfig = { memory_tool_url") {
+        text.replace(
+            "\nconfig = { memory_tool_url",
+            "\nconfig = { poll_ms = 20, memory_tool_url",
+        )
+    } else {
+        text.replace(
             &format!("path = \"{}/azure-compute.wasm\"", dist.display()),
             &format!(
                 "path = \"{}/azure-compute.wasm\"\nconfig = {{ poll_ms = 20 }}",
                 dist.display()
             ),
-        );
+        )
+    };
     let path = ws.path().join(name);
     std::fs::write(&path, text).unwrap();
     path
@@ -142,6 +148,20 @@ pub fn http(arm: &FakeArm, method: &str, path: &str, token: &str) -> (u16, Strin
     (status, text)
 }
 
+/// The shipped full protocol without its memory capture (the tests of the
+/// other verbs have no memory tool to give it).
+pub fn full_protocol_without_memory(ws: &Workspace) -> PathBuf {
+    let path = shipped(ws, "azure-full-protocol.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("[[steps]]\nid = \"memory\"").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap() + 2;
+    let text = format!("{}{}", &text[..start], &text[end..])
+        .replace("after = [\"memory\", \"snapshot\"", "after = [\"snapshot\"");
+    let book = ws.path().join("azure-full-protocol-no-memory.toml");
+    std::fs::write(&book, text).unwrap();
+    book
+}
+
 /// A playbook with the full protocol's plugin and grant
 /// (playbooks/azure-full-protocol.toml) and these steps; `edit` changes
 /// the rest of the text (a grant entry, allow_hosts).
@@ -167,6 +187,20 @@ pub fn allowing_blobs(arm: &FakeArm) -> impl Fn(String) -> String {
 
 /// Run a playbook file on VMs with the fake's environment.
 pub fn run_book(arm: &FakeArm, ws: &Workspace, book: &Path, case: &str, vms: &[&str]) -> Output {
+    run_book_with(arm, ws, book, case, vms, &[])
+}
+
+/// [`run_book`] with more environment.
+pub fn run_book_with(
+    arm: &FakeArm,
+    ws: &Workspace,
+    book: &Path,
+    case: &str,
+    vms: &[&str],
+    extra: &[(&'static str, String)],
+) -> Output {
+    let mut env = arm.env();
+    env.extend_from_slice(extra);
     let mut args = vec![
         "run".to_string(),
         book.to_str().unwrap().into(),
@@ -178,7 +212,7 @@ pub fn run_book(arm: &FakeArm, ws: &Workspace, book: &Path, case: &str, vms: &[&
         args.push(format!("azure:{vm}"));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    irhost_with(ws, &arm.env(), &args)
+    irhost_with(ws, &env, &args)
 }
 
 /// The plugin's log lines for a target.

@@ -5,6 +5,7 @@
 
 pub mod azurite;
 pub mod fake_arm;
+pub mod memory_tool;
 pub mod moto;
 pub mod net;
 pub mod sink;
@@ -123,6 +124,14 @@ pub fn finished<'a>(records: &'a [JournalRecord], target: &str, step: &str) -> &
         .map(|r| &r.event)
         .find(|e| matches!(e, RunEvent::StepFinished { target: t, step: s, .. } if t == target && s == step))
         .unwrap_or_else(|| panic!("no step_finished for {target}/{step}"))
+}
+
+/// How `step` on `target` ended.
+pub fn step_status(records: &[JournalRecord], target: &str, step: &str) -> irhost::events::Status {
+    match finished(records, target, step) {
+        RunEvent::StepFinished { status, .. } => *status,
+        _ => unreachable!(),
+    }
 }
 
 pub fn step_error(records: &[JournalRecord], target: &str, step: &str) -> String {

@@ -42,6 +42,16 @@ pub fn plugin_info() -> PluginInfo {
         )
         .calls(Effect::Preserves, &["Microsoft.Compute/snapshots/write"])
         .action(
+            "capture-memory",
+            Effect::Preserves,
+            "an image of the VM's memory by a pinned tool (AVML, WinPmem) run through Run Command by the guest agent, uploaded by the VM to the granted evidence container through block URLs minted per part",
+        )
+        .calls(Effect::Reads, &[VM_READ, VM_INSTANCE_VIEW, COMPUTE_OPERATIONS])
+        .calls(
+            Effect::Preserves,
+            &["Microsoft.Compute/virtualMachines/runCommand/action"],
+        )
+        .action(
             "enumerate-interfaces",
             Effect::Reads,
             "every NIC with addresses, subnet, VNet, the NSGs on NIC and subnet with their rules, exposed ports, and shared disks",

@@ -21,6 +21,11 @@
 //!   URIs must be in the playbook's `allow_hosts` for the screenshot and
 //!   serial log to be kept ([`bootdiag`]);
 //! - isolate: `examiner_cidr` and `examiner_ports` (default [22]);
+//! - capture-memory: `memory_tool_url` and `memory_tool_sha256` (or the
+//!   `_windows_` pair), `memory_part_mb`, `memory_urls_per_command`,
+//!   `memory_timeout_s`, … as the guest SDK's `memory` module reads them;
+//!   the playbook's grant names the evidence store (`evidence_uploads`)
+//!   ([`memory`]);
 //! - stop: `deallocate` (default false: power off, the VM stays
 //!   allocated) ([`stop`]).
 //!
@@ -33,6 +38,7 @@ mod bootdiag;
 mod contract;
 mod inventory;
 mod isolate;
+mod memory;
 mod remediate;
 mod restore;
 mod seal;
@@ -55,6 +61,11 @@ impl Provider for AzureCompute {
     fn snapshot(target: Target, _inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
         let arm = Arm::from_params()?;
         irhost_plugin_sdk::block_on(snapshot::snapshot(&arm, &target))
+    }
+
+    fn capture_memory(target: Target, _inputs: Inputs) -> Result<Vec<Artifact>, PluginError> {
+        let arm = Arm::from_params()?;
+        irhost_plugin_sdk::block_on(memory::capture(&arm, &target))
     }
 
     fn enumerate_interfaces(

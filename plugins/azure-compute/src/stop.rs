@@ -20,10 +20,13 @@ use irhost_plugin_sdk::prelude::*;
 use crate::arm::{complete, compute, json_of, model, param_or, vm_of, Arm, ResourceRef};
 use crate::inventory::get_vm;
 
-/// The VM's `PowerState/…` code from its instance view.
-pub async fn power_state(arm: &Arm, vm: &ResourceRef) -> Result<String, PluginError> {
+/// The VM's instance view.
+pub async fn instance_view(
+    arm: &Arm,
+    vm: &ResourceRef,
+) -> Result<compute::models::VirtualMachineInstanceView, PluginError> {
     let what = format!("get instance view of {}", vm.name);
-    let view = crate::arm_call!(
+    crate::arm_call!(
         arm,
         what,
         arm.compute.virtual_machines_client().instance_view(
@@ -31,7 +34,12 @@ pub async fn power_state(arm: &Arm, vm: &ResourceRef) -> Result<String, PluginEr
             &vm.name,
             &vm.subscription
         )
-    )?;
+    )
+}
+
+/// The VM's `PowerState/…` code from its instance view.
+pub async fn power_state(arm: &Arm, vm: &ResourceRef) -> Result<String, PluginError> {
+    let view = instance_view(arm, vm).await?;
     Ok(view
         .statuses
         .iter()

@@ -1,7 +1,8 @@
 //! Microsoft.Compute in the fake ARM: VMs (GET, the instance view with
 //! the VM's power state, PATCH of disks' delete options and tags, powerOff
 //! and deallocate as long-running operations, retrieveBootDiagnosticsData
-//! minting SAS URIs on the fake storage account) and snapshots (list, GET,
+//! minting SAS URIs on the fake storage account, runCommand (in
+//! [`super::run_command`])) and snapshots (list, GET,
 //! PUT and PATCH as long-running operations, DELETE refused under a lock).
 
 use axum::http::{Method, StatusCode};
@@ -35,6 +36,7 @@ pub(crate) fn route(app: &AppState, state: &mut ArmState, req: &Req) -> Option<R
                 (Some("retrievebootdiagnosticsdata"), &Method::POST) => {
                     boot_diagnostics(app, state, req)
                 }
+                (Some("runcommand"), &Method::POST) => super::run_command::start(state, req),
                 _ => return None,
             }
         }
@@ -61,6 +63,11 @@ fn list_snapshots(state: &ArmState, req: &Req) -> Response {
 fn instance_view(app: &AppState, state: &ArmState, req: &Req) -> Response {
     let power = state.power_of(&req.id_lower);
     let mut view = app.examples.instance_view.clone();
+    if state.agentless.contains(&req.id_lower) {
+        if let Some(view) = view.as_object_mut() {
+            view.remove("vmAgent");
+        }
+    }
     if let Some(statuses) = view["statuses"].as_array_mut() {
         for status in statuses.iter_mut() {
             if status["code"]

@@ -25,6 +25,7 @@
 //! Modules: [`routes`] (authentication, api-versions, operations, locks,
 //! dispatch), [`compute`] (VMs, snapshots), [`network`] (NSGs, rules, NICs,
 //! subnets), [`blob`] (the storage account behind boot diagnostics),
+//! [`run_command`] (the guest agent's Run Command, scripts run for real),
 //! [`seed`] (resources a test starts with).
 #![allow(dead_code)]
 
@@ -32,6 +33,7 @@ mod blob;
 mod compute;
 mod network;
 mod routes;
+mod run_command;
 mod seed;
 
 use std::collections::BTreeMap;
@@ -47,6 +49,8 @@ use serde_json::{json, Value};
 // Not every test crate that includes `common` seeds VMs.
 #[allow(unused_imports)]
 pub use blob::{Blob, BlobRequest};
+#[allow(unused_imports)]
+pub use run_command::RunCommandRecord;
 #[allow(unused_imports)]
 pub use seed::{NicSpec, VmSpec, SCREENSHOT_PNG};
 
@@ -108,6 +112,8 @@ pub(crate) enum Done {
     Rule(String),
     /// The VM reaches this power state (`stopped`, `deallocated`).
     Power(String),
+    /// A Run Command: done when its script has ended.
+    RunCommand,
 }
 
 pub(crate) struct Operation {
@@ -138,6 +144,10 @@ pub struct ArmState {
     pub blobs: BTreeMap<String, Blob>,
     /// Requests to the fake storage account.
     pub blob_requests: Vec<BlobRequest>,
+    /// Every Run Command received, in order.
+    pub run_commands: Vec<RunCommandRecord>,
+    /// VMs without a guest agent (lower-cased ids).
+    pub agentless: std::collections::BTreeSet<String>,
 }
 
 impl ArmState {
@@ -165,6 +175,7 @@ pub(crate) struct Examples {
     pub power_off: Value,
     pub deallocate: Value,
     pub boot_diagnostics: Value,
+    pub run_command: Value,
 }
 
 fn example(rel: &str, status: &str) -> Value {
@@ -203,6 +214,7 @@ pub(crate) fn examples() -> Examples {
             "200",
         )["body"]
             .clone(),
+        run_command: example("compute/VirtualMachine_RunCommand.json", "200")["body"].clone(),
     }
 }
 
@@ -377,6 +389,34 @@ impl FakeArm {
     /// Change a stored resource in place.
     pub fn edit(&self, id: &str, f: impl FnOnce(&mut Value)) {
         self.with_state(|s| f(s.resources.get_mut(&id.to_ascii_lowercase()).unwrap()));
+    }
+
+    /// Set the OS type of a VM's OS disk (`Linux`, `Windows`; the
+    /// example's VM is Windows).
+    pub fn set_os_type(&self, vm_id: &str, os: &str) {
+        self.edit(vm_id, |vm| {
+            vm["properties"]["storageProfile"]["osDisk"]["osType"] = json!(os)
+        });
+    }
+
+    /// Take the guest agent off a VM: no `vmAgent` in its instance view,
+    /// Run Command refused.
+    pub fn remove_agent(&self, vm_id: &str) {
+        self.with_state(|s| s.agentless.insert(vm_id.to_ascii_lowercase()));
+    }
+
+    /// The Run Commands received: command id, script lines and exit status
+    /// (`None` while running).
+    pub fn run_commands(&self) -> Vec<(String, Vec<String>, Option<i32>)> {
+        self.with_state(|s| {
+            s.run_commands
+                .iter_mut()
+                .map(|r| {
+                    let exit = r.exit_status();
+                    (r.command_id.clone(), r.script.clone(), exit)
+                })
+                .collect()
+        })
     }
 
     /// Answer the next `count` requests whose path contains `path_part` with 429.

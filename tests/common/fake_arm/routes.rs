@@ -144,6 +144,7 @@ impl ArmState {
             Done::Power(state) => {
                 self.power.insert(resource, state);
             }
+            Done::RunCommand => {}
         }
     }
 }
@@ -252,7 +253,7 @@ pub(crate) fn route(app: &AppState, incoming: Incoming) -> Response {
     {
         let monitor = params.iter().any(|(k, v)| k == "monitor" && v == "true");
         let by_status = lower_segments[6] == "operations" && !monitor;
-        return operation(&mut state, &lower_segments[7], by_status);
+        return operation(app, &mut state, &lower_segments[7], by_status);
     }
 
     // Locks: {scope}/providers/Microsoft.Authorization/locks[/{name}]
@@ -325,7 +326,23 @@ pub(crate) fn route(app: &AppState, incoming: Incoming) -> Response {
     }
 }
 
-fn operation(state: &mut ArmState, id: &str, by_status: bool) -> Response {
+fn operation(app: &AppState, state: &mut ArmState, id: &str, by_status: bool) -> Response {
+    if matches!(state.operations.get(id), Some(op) if matches!(op.done, Done::RunCommand)) {
+        return match super::run_command::result(app, state, id) {
+            None if by_status => json_response(
+                StatusCode::OK,
+                json!({ "name": id, "status": "InProgress" }),
+                &[],
+            ),
+            None => StatusCode::ACCEPTED.into_response(),
+            Some(_) if by_status => json_response(
+                StatusCode::OK,
+                json!({ "name": id, "status": "Succeeded" }),
+                &[],
+            ),
+            Some(body) => json_response(StatusCode::OK, body, &[]),
+        };
+    }
     let Some(op) = state.operations.get_mut(id) else {
         return arm_error(
             StatusCode::NOT_FOUND,
