@@ -4,12 +4,15 @@
 //! after stripping whatever the plugin set. Tokens come from the
 //! responder's [identity](identity) (a token, a client secret, workload
 //! identity, a managed identity, the Azure CLI), for the cloud's ARM
-//! audience (`AZURE_CLOUD`), cached until shortly before they expire.
-//! `AZURE_RESOURCE_MANAGER_URL` points the plugins at another ARM endpoint
-//! (Azure Stack, or the tests' fake ARM) without changing the audience.
+//! audience (`AZURE_CLOUD`), cached until shortly before they expire
+//! ([`TokenSource`], which also holds the Storage tokens of [evidence]
+//! uploads). `AZURE_RESOURCE_MANAGER_URL` points the plugins at another
+//! ARM endpoint (Azure Stack, or the tests' fake ARM) without changing the
+//! audience.
 
 pub mod evidence;
 pub mod identity;
+pub mod sas;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use wasmtime_wasi_http::WasiBody;
 
-use self::identity::{AzureCloud, IdentitySettings};
+use self::identity::{Audience, AzureCloud, IdentitySettings};
 use super::actions::{arm_call, ActionList};
 use crate::egress::hook::AuthorizeFuture;
 use crate::egress::{
@@ -29,7 +32,7 @@ use crate::egress::{
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 
 /// Where Azure requests go and how tokens are obtained, from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct AzureEnvironment {
     /// `AZURE_RESOURCE_MANAGER_URL`, when set.
     pub resource_manager: Option<String>,
@@ -39,8 +42,21 @@ pub struct AzureEnvironment {
     pub cloud_problem: Option<String>,
     pub identity: IdentitySettings,
     /// `AZURE_STORAGE_KEY`: the storage account key evidence-upload SASes
-    /// are signed with.
+    /// are signed with; without it they are user-delegation SASes from the
+    /// identity.
     pub storage_key: Option<String>,
+}
+
+impl std::fmt::Debug for AzureEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureEnvironment")
+            .field("resource_manager", &self.resource_manager)
+            .field("cloud", &self.cloud)
+            .field("cloud_problem", &self.cloud_problem)
+            .field("identity", &self.identity)
+            .field("storage_key", &self.storage_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl Default for AzureEnvironment {
@@ -77,12 +93,17 @@ impl AzureEnvironment {
             .trim_end_matches('/')
     }
 
-    /// How tokens will be obtained, for the journal (never the secret).
+    /// How ARM tokens will be obtained, for the journal (never the secret).
     pub fn token_source(&self) -> String {
+        self.token_source_for(Audience::Arm)
+    }
+
+    /// How tokens for `audience` will be obtained, for the journal.
+    pub fn token_source_for(&self, audience: Audience) -> String {
         format!(
             "{}, audience {} ({})",
-            self.identity.describe(),
-            self.cloud.audience,
+            self.identity.describe_for(audience),
+            audience.of(&self.cloud),
             self.cloud.name
         )
     }
@@ -95,19 +116,25 @@ struct CachedToken {
     valid_until: Option<Instant>,
 }
 
-/// Obtains ARM tokens and caches them until shortly before they expire.
-pub struct ArmTokenSource {
+/// Obtains tokens (ARM, Storage) and caches them until shortly before they
+/// expire.
+pub struct TokenSource {
     env: AzureEnvironment,
-    /// Per tenant (`None`: the environment's).
-    cached: Mutex<HashMap<Option<String>, CachedToken>>,
+    /// Per audience and tenant (`None`: the environment's).
+    cached: Mutex<HashMap<(Audience, Option<String>), CachedToken>>,
 }
 
-impl ArmTokenSource {
+impl TokenSource {
     pub fn new(env: AzureEnvironment) -> Self {
-        ArmTokenSource {
+        TokenSource {
             env,
             cached: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The environment the tokens come from.
+    pub fn environment(&self) -> &AzureEnvironment {
+        &self.env
     }
 
     /// A token valid for ARM and where it came from, fetching one when
@@ -118,10 +145,20 @@ impl ArmTokenSource {
 
     /// [`Self::token`] from `tenant` (`None`: the environment's).
     pub async fn token_of(&self, tenant: Option<&str>) -> Result<(String, String), String> {
+        self.token_for(Audience::Arm, tenant).await
+    }
+
+    /// A token for `audience` from `tenant` (`None`: the environment's) and
+    /// where it came from.
+    pub async fn token_for(
+        &self,
+        audience: Audience,
+        tenant: Option<&str>,
+    ) -> Result<(String, String), String> {
         if let Some(problem) = &self.env.cloud_problem {
             return Err(problem.clone());
         }
-        let key = tenant.map(str::to_string);
+        let key = (audience, tenant.map(str::to_string));
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.get(&key) {
             if c.valid_until.is_none_or(|t| Instant::now() < t) {
@@ -129,8 +166,9 @@ impl ArmTokenSource {
             }
         }
         let started = Instant::now();
-        let fresh = identity::fetch_token(&self.env.identity, &self.env.cloud, tenant).await?;
-        tracing::info!(source = %fresh.source, lifetime = ?fresh.lifetime, "obtained an ARM token");
+        let fresh =
+            identity::fetch_token(&self.env.identity, &self.env.cloud, audience, tenant).await?;
+        tracing::info!(source = %fresh.source, lifetime = ?fresh.lifetime, ?audience, "obtained an Azure token");
         let token = (fresh.token.clone(), fresh.source.clone());
         cached.insert(
             key,
@@ -149,7 +187,7 @@ impl ArmTokenSource {
 /// Authorizes a plugin's requests to the ARM endpoint with a bearer token.
 #[derive(Clone)]
 pub struct ArmAuthorizer {
-    tokens: Arc<ArmTokenSource>,
+    tokens: Arc<TokenSource>,
     /// scheme, host and port of the ARM endpoint.
     arm: (String, String, u16),
     /// The ARM operations the grant allows.
@@ -159,7 +197,7 @@ pub struct ArmAuthorizer {
 }
 
 impl ArmAuthorizer {
-    pub fn new(tokens: Arc<ArmTokenSource>, resource_manager: &str) -> Result<Self, String> {
+    pub fn new(tokens: Arc<TokenSource>, resource_manager: &str) -> Result<Self, String> {
         let url = url::Url::parse(resource_manager).map_err(|e| e.to_string())?;
         let host = url.host_str().ok_or("no host")?.to_ascii_lowercase();
         let port = url.port_or_known_default().ok_or("no port")?;
@@ -286,11 +324,8 @@ mod tests {
             ("AZURE_ACCESS_TOKEN", "real-token"),
             ("AZURE_RESOURCE_MANAGER_URL", "http://127.0.0.1:8443/"),
         ]);
-        let auth = ArmAuthorizer::new(
-            Arc::new(ArmTokenSource::new(e.clone())),
-            e.resource_manager(),
-        )
-        .unwrap();
+        let auth = ArmAuthorizer::new(Arc::new(TokenSource::new(e.clone())), e.resource_manager())
+            .unwrap();
         let mut arm = http::Request::get("http://127.0.0.1:8443/subscriptions/s?api-version=1")
             .header("authorization", "Bearer placeholder")
             .body(())
@@ -319,7 +354,7 @@ mod tests {
     async fn no_credential_is_one_line_naming_what_to_set() {
         // Nothing answers on port 9 of loopback: the managed identity is
         // refused at once; the CLI fallback is off.
-        let tokens = ArmTokenSource::new(env(&[
+        let tokens = TokenSource::new(env(&[
             ("MSI_ENDPOINT", "http://127.0.0.1:9/token"),
             ("IRHOST_AZURE_CLI", "0"),
         ]));
@@ -337,8 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_cloud_is_an_error() {
-        let tokens =
-            ArmTokenSource::new(env(&[("AZURE_CLOUD", "Mars"), ("AZURE_ACCESS_TOKEN", "t")]));
+        let tokens = TokenSource::new(env(&[("AZURE_CLOUD", "Mars"), ("AZURE_ACCESS_TOKEN", "t")]));
         assert!(tokens
             .token()
             .await
@@ -351,10 +385,19 @@ mod tests {
         let e = env(&[
             ("AZURE_CLIENT_SECRET", "s3cret"),
             ("AZURE_ACCESS_TOKEN", "tok"),
+            ("AZURE_STORAGE_KEY", "c3RvcmFnZWtleQ=="),
         ]);
-        let text = format!("{e:?} {}", e.token_source());
+        let text = format!(
+            "{e:?} {} {}",
+            e.token_source(),
+            e.token_source_for(Audience::Storage)
+        );
         assert!(
-            !text.contains("s3cret") && !text.contains("tok\""),
+            !text.contains("s3cret") && !text.contains("tok\"") && !text.contains("c3RvcmFnZWtleQ"),
+            "{text}"
+        );
+        assert!(
+            text.contains("audience https://storage.azure.com (AzurePublicCloud)"),
             "{text}"
         );
     }

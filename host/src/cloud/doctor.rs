@@ -65,7 +65,7 @@ impl CloudEnv {
                 self.aws_doctor(actions, role.as_ref(), target, &line).await
             }
             CloudGrant::Azure { .. } => {
-                let tokens = super::azure::ArmTokenSource::new(self.azure.clone());
+                let tokens = super::azure::TokenSource::new(self.azure.clone());
                 vec![match tokens.token().await {
                     Ok((_, source)) => line(
                         &source,

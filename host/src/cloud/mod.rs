@@ -3,7 +3,10 @@
 //! without holding credentials — the signer or token at the egress
 //! boundary (scoped to the granted services' endpoints and the
 //! environment's), endpoint overrides from the environment, default allowed
-//! hosts. Every binding is recorded as a note that lands in the journal.
+//! hosts, and the evidence store a grant's `evidence_uploads` names (S3
+//! with the AWS identity; Azure Blob with user-delegation SASes from the
+//! Azure identity, or account-key SASes when `AZURE_STORAGE_KEY` is set).
+//! Every binding is recorded as a note that lands in the journal.
 
 pub mod actions;
 pub mod aws;
@@ -33,7 +36,7 @@ pub struct CloudEnv {
     aws: OnceCell<aws::AwsEnvironment>,
     aws_identities: Arc<AwsIdentities>,
     pub azure: azure::AzureEnvironment,
-    azure_tokens: Arc<azure::ArmTokenSource>,
+    azure_tokens: Arc<azure::TokenSource>,
 }
 
 impl CloudEnv {
@@ -42,7 +45,7 @@ impl CloudEnv {
         CloudEnv {
             aws: OnceCell::new(),
             aws_identities: Arc::new(AwsIdentities::default_chain()),
-            azure_tokens: Arc::new(azure::ArmTokenSource::new(azure.clone())),
+            azure_tokens: Arc::new(azure::TokenSource::new(azure.clone())),
             azure,
         }
     }
@@ -53,7 +56,7 @@ impl CloudEnv {
             aws: OnceCell::new_with(Some(aws::AwsEnvironment::default())),
             aws_identities: Arc::new(AwsIdentities::default_chain()),
             azure: azure::AzureEnvironment::default(),
-            azure_tokens: Arc::new(azure::ArmTokenSource::new(Default::default())),
+            azure_tokens: Arc::new(azure::TokenSource::new(Default::default())),
         }
     }
 
@@ -117,27 +120,36 @@ impl CloudEnv {
             binding.notes.push(actions_note(grant));
         }
         if let Some(uploads) = uploads {
-            binding.uploads = self.evidence_store(uploads, config).await;
-            binding.notes.push(match binding.uploads {
-                Some(_) => format!(
-                    "evidence uploads: the machine may upload to {uploads}<case>/<target>/ through URLs the host mints per part"
-                ),
-                None => format!(
-                    "evidence uploads to {uploads} are unavailable (an Azure store needs AZURE_STORAGE_KEY): the plugin's uploads are denied"
-                ),
-            });
+            match self.evidence_store(uploads, config).await {
+                Ok((store, signing)) => {
+                    binding.uploads = Some(store);
+                    binding.notes.push(format!(
+                        "evidence uploads: the machine may upload to {uploads}<case>/<target>/ through URLs the host mints per part{}",
+                        signing.map(|s| format!(" ({s})")).unwrap_or_default()
+                    ));
+                }
+                Err(why) => {
+                    tracing::warn!(error = %why, "evidence uploads to {uploads} are unavailable");
+                    binding.notes.push(format!(
+                        "evidence uploads to {uploads} are unavailable ({why}): the plugin's uploads are denied"
+                    ));
+                }
+            }
         }
         binding.trusted_endpoints = self.environment_endpoints().await;
         binding
     }
 
     /// The store of a grant's `evidence_uploads`, with the responder's
-    /// base identity.
+    /// base identity, and how it signs (when that is worth a note); or why
+    /// there is none. An Azure store signs with `AZURE_STORAGE_KEY` when
+    /// it is set, else with user delegation keys of the responder's Azure
+    /// identity (Storage tokens).
     async fn evidence_store(
         &self,
         uploads: &EvidenceUploads,
         config: &serde_json::Value,
-    ) -> Option<Arc<dyn EvidenceStore>> {
+    ) -> Result<(Arc<dyn EvidenceStore>, Option<String>), String> {
         match uploads {
             EvidenceUploads::S3 { bucket, prefix } => {
                 let aws = self.aws().await;
@@ -147,27 +159,28 @@ impl CloudEnv {
                     .map(str::to_string)
                     .or_else(|| aws.region.clone())
                     .unwrap_or_else(|| "us-east-1".into());
-                Some(Arc::new(aws::evidence::S3Evidence::new(
+                let store = aws::evidence::S3Evidence::new(
                     self.aws_identities.clone(),
                     bucket,
                     prefix,
                     &region,
                     aws.endpoint_for("s3"),
-                )))
+                );
+                Ok((Arc::new(store), None))
             }
             EvidenceUploads::AzureBlob {
                 service,
                 container,
                 prefix,
             } => {
-                let key = self.azure.storage_key.as_deref()?;
-                match azure::evidence::BlobEvidence::new(service, container, prefix, key) {
-                    Ok(store) => Some(Arc::new(store)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "evidence uploads to {service} are unavailable");
-                        None
-                    }
-                }
+                use azure::evidence::{BlobEvidence, BlobSigner};
+                let signer = match self.azure.storage_key.as_deref() {
+                    Some(key) => BlobSigner::account_key(key)?,
+                    None => BlobSigner::identity(self.azure_tokens.clone()),
+                };
+                let store = BlobEvidence::new(service, container, prefix, signer)?;
+                let signing = store.signing();
+                Ok((Arc::new(store), Some(signing)))
             }
         }
     }

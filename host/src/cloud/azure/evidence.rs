@@ -1,23 +1,47 @@
 //! The Azure Storage evidence store of a grant's `evidence_uploads =
 //! "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX/"`: a block blob
 //! the machine writes block by block (Put Block) through URLs carrying a
-//! service SAS for that one blob, write only, valid [`PART_URL_LIFETIME`];
-//! the host commits the blocks this upload named (Put Block List), in part
-//! order, from what Get Block List says the store received.
+//! service [SAS](super::sas) for that one blob, write only, valid
+//! [`PART_URL_LIFETIME`]; the host commits the blocks this upload named
+//! (Put Block List), in part order, from what Get Block List says the
+//! store received.
 //!
-//! The SAS is signed with the storage account's key (`AZURE_STORAGE_KEY`),
-//! which is what Azurite, the emulator the tests use, supports. A
-//! user-delegation SAS from the responder's Entra identity (no account key
-//! on the responder's machine) is not implemented yet.
+//! How the host signs, by what the responder's environment holds:
+//! - `AZURE_STORAGE_KEY` set ([`BlobSigner::AccountKey`]): each SAS is
+//!   signed with the account key, and so is the SAS (`rw`, five minutes)
+//!   of the host's own Get Block List / Put Block List. Azurite, the
+//!   emulator the tests use, takes it over plain HTTP.
+//! - otherwise ([`BlobSigner::Identity`]; production: no account key on
+//!   the responder's machine): a user-delegation SAS. The host takes a
+//!   token for the cloud's Storage audience from the responder's identity
+//!   chain, asks the service for a user delegation key (Get User
+//!   Delegation Key, valid [`DELEGATION_KEY_LIFETIME`], kept until less
+//!   than a part URL's lifetime and a margin is left) and signs each part
+//!   SAS with it. The host's own Get Block List / Put Block List carry the
+//!   bearer token instead of a SAS. Bearer tokens need HTTPS, so such a
+//!   store needs an `https://` service. The identity needs a data role on
+//!   the container: Storage Blob Data Contributor (or a custom role with
+//!   `generateUserDelegationKey/action` and blobs read and write).
+//!
+//! A SAS cannot name one block: until it expires, the holder of a part URL
+//! may write any block of that one blob, or the whole blob (Put Blob, Put
+//! Block List), and nothing else. The host commits only the blocks named
+//! with this upload's id; with blob versioning on the account each commit
+//! is a version whose id the host records, so a later write is a new
+//! version, not a loss.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
 
+use super::identity::Audience;
+use super::sas::{timestamp, BlobSas, SasKey, UserDelegationKey, VERSION};
+use super::TokenSource;
 use crate::egress::uploads::{
     CompletedUpload, EvidenceStore, MintedPart, StoreFuture, StoreUpload,
 };
@@ -27,8 +51,43 @@ use crate::egress::EgressClient;
 pub const PART_URL_LIFETIME: Duration = Duration::from_secs(900);
 /// Azure's limit of blocks per blob.
 pub const MAX_BLOCKS: u32 = 50_000;
-/// The Blob service version the SAS and requests name.
-const VERSION: &str = "2022-11-02";
+/// How long a user delegation key the host asks for works (Azure allows
+/// up to seven days).
+pub const DELEGATION_KEY_LIFETIME: Duration = Duration::from_secs(3600);
+/// A user delegation key starts this long before now (clocks differ).
+const KEY_START_SKEW: Duration = Duration::from_secs(300);
+/// A key is renewed when less than a part URL's lifetime and this is left.
+const KEY_RENEW_MARGIN: Duration = Duration::from_secs(120);
+
+/// What the store signs its SASes with.
+pub enum BlobSigner {
+    /// The storage account's key (decoded `AZURE_STORAGE_KEY`).
+    AccountKey(Vec<u8>),
+    /// User delegation keys from the responder's identity (tokens of the
+    /// Storage audience), the current one cached.
+    Identity {
+        tokens: Arc<TokenSource>,
+        key: Mutex<Option<UserDelegationKey>>,
+    },
+}
+
+impl BlobSigner {
+    /// Sign with the account key `AZURE_STORAGE_KEY` holds (base64).
+    pub fn account_key(account_key: &str) -> Result<BlobSigner, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(account_key.trim())
+            .map(BlobSigner::AccountKey)
+            .map_err(|_| "AZURE_STORAGE_KEY is not a base64 account key".to_string())
+    }
+
+    /// Sign with user delegation keys of the identity `tokens` come from.
+    pub fn identity(tokens: Arc<TokenSource>) -> BlobSigner {
+        BlobSigner::Identity {
+            tokens,
+            key: Mutex::new(None),
+        }
+    }
+}
 
 /// Uploads into one container, under one prefix.
 pub struct BlobEvidence {
@@ -36,7 +95,7 @@ pub struct BlobEvidence {
     /// `http://127.0.0.1:10000/ACCOUNT` (path-style).
     service: String,
     account: String,
-    key: Vec<u8>,
+    signer: BlobSigner,
     container: String,
     prefix: String,
 }
@@ -48,9 +107,14 @@ impl BlobEvidence {
         service: &str,
         container: &str,
         prefix: &str,
-        account_key: &str,
+        signer: BlobSigner,
     ) -> Result<Self, String> {
         let url = url::Url::parse(service).map_err(|e| format!("{service}: {e}"))?;
+        if matches!(signer, BlobSigner::Identity { .. }) && url.scheme() != "https" {
+            return Err(format!(
+                "{service}: a user-delegation SAS needs the service over https (Azure Storage refuses bearer tokens over http); set AZURE_STORAGE_KEY to sign with the account key"
+            ));
+        }
         let path_account = url
             .path_segments()
             .and_then(|mut s| s.next())
@@ -63,48 +127,148 @@ impl BlobEvidence {
                 .unwrap_or_default()
                 .to_string(),
         };
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(account_key.trim())
-            .map_err(|_| "AZURE_STORAGE_KEY is not a base64 account key".to_string())?;
         Ok(BlobEvidence {
             service: service.trim_end_matches('/').to_string(),
             account,
-            key,
+            signer,
             container: container.to_string(),
             prefix: prefix.to_string(),
         })
+    }
+
+    /// How the store signs, for the journal (never a secret).
+    pub fn signing(&self) -> String {
+        match &self.signer {
+            BlobSigner::AccountKey(_) => "service SAS signed with AZURE_STORAGE_KEY".into(),
+            BlobSigner::Identity { tokens, .. } => format!(
+                "user-delegation SAS from {}",
+                tokens.environment().token_source_for(Audience::Storage)
+            ),
+        }
     }
 
     fn blob_url(&self, key: &str) -> String {
         format!("{}/{}/{key}", self.service, self.container)
     }
 
-    /// A service SAS for the blob `key` with `permissions`, valid `lifetime`.
-    fn sas(&self, key: &str, permissions: &str, lifetime: Duration) -> String {
-        let expiry = (chrono::Utc::now() + lifetime)
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
-        let protocol = if self.service.starts_with("https://") {
-            "https"
-        } else {
-            "https,http"
+    /// A SAS for the blob `key` with `permissions`, valid `lifetime`.
+    async fn sas(
+        &self,
+        key: &str,
+        permissions: &str,
+        lifetime: Duration,
+    ) -> Result<String, String> {
+        let expiry = timestamp(chrono::Utc::now() + lifetime);
+        let sas = BlobSas {
+            account: &self.account,
+            container: &self.container,
+            blob: key,
+            permissions,
+            expiry: &expiry,
+            protocol: if self.service.starts_with("https://") {
+                "https"
+            } else {
+                "https,http"
+            },
         };
-        let resource = format!("/blob/{}/{}/{key}", self.account, self.container);
-        // sp, st, se, resource, si, sip, spr, sv, sr, snapshot, ses, rscc, rscd, rsce, rscl, rsct
-        let to_sign = format!(
-            "{permissions}\n\n{expiry}\n{resource}\n\n\n{protocol}\n{VERSION}\nb\n\n\n\n\n\n\n"
+        Ok(match &self.signer {
+            BlobSigner::AccountKey(secret) => sas.sign(SasKey::Account(secret)),
+            BlobSigner::Identity { .. } => {
+                sas.sign(SasKey::Delegation(&self.delegation_key().await?))
+            }
+        })
+    }
+
+    /// The current user delegation key, asked for when there is none or
+    /// it would expire before a URL minted now.
+    async fn delegation_key(&self) -> Result<UserDelegationKey, String> {
+        let BlobSigner::Identity { tokens, key } = &self.signer else {
+            return Err("this store signs with the account key".into());
+        };
+        let mut cached = key.lock().await;
+        let needed = chrono::Utc::now() + PART_URL_LIFETIME + KEY_RENEW_MARGIN;
+        if let Some(current) = cached.as_ref() {
+            if current.expires_at().is_some_and(|at| at > needed) {
+                return Ok(current.clone());
+            }
+        }
+        let (token, source) = tokens.token_for(Audience::Storage, None).await?;
+        let now = chrono::Utc::now();
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><KeyInfo><Start>{}</Start><Expiry>{}</Expiry></KeyInfo>",
+            timestamp(now - KEY_START_SKEW),
+            timestamp(now + DELEGATION_KEY_LIFETIME)
         );
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length");
-        mac.update(to_sign.as_bytes());
-        let signature =
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        format!(
-            "sv={VERSION}&spr={}&se={}&sr=b&sp={permissions}&sig={}",
-            enc(protocol),
-            enc(&expiry),
-            enc(&signature)
-        )
+        let url = format!("{}/?restype=service&comp=userdelegationkey", self.service);
+        let request = http::Request::post(&url)
+            .header("x-ms-version", VERSION)
+            .header("content-type", "application/xml")
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Bytes::from(body))
+            .map_err(|e| e.to_string())?;
+        let (status, _, body) = self.send(request).await?;
+        if status != 200 {
+            return Err(format!(
+                "Get User Delegation Key {} with a token of {source}: {} (the identity needs a role with Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action on the account, e.g. Storage Blob Data Contributor)",
+                self.service,
+                storage_error(status, &body)
+            ));
+        }
+        let field = |name: &str| {
+            element(&body, name).ok_or_else(|| {
+                format!(
+                    "Get User Delegation Key {}: no {name} in the answer",
+                    self.service
+                )
+            })
+        };
+        let fresh = UserDelegationKey::new(
+            &field("SignedOid")?,
+            &field("SignedTid")?,
+            &field("SignedStart")?,
+            &field("SignedExpiry")?,
+            &field("SignedService")?,
+            &field("SignedVersion")?,
+            &field("Value")?,
+        )?;
+        tracing::info!(
+            service = %self.service,
+            object_id = %fresh.object_id,
+            expiry = %fresh.expiry,
+            "obtained a user delegation key"
+        );
+        *cached = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// A request of the host's own (Get Block List, Put Block List) to
+    /// `url` + `query`: with a SAS (`rw`, five minutes) signed with the
+    /// account key, or with the Storage bearer token.
+    async fn own_request(
+        &self,
+        method: http::Method,
+        key: &str,
+        query: &str,
+        body: Bytes,
+    ) -> Result<http::Request<Bytes>, String> {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .header("x-ms-version", VERSION);
+        let url = match &self.signer {
+            BlobSigner::AccountKey(_) => {
+                let sas = self.sas(key, "rw", Duration::from_secs(300)).await?;
+                format!("{}?{query}&{sas}", self.blob_url(key))
+            }
+            BlobSigner::Identity { tokens, .. } => {
+                let (token, _) = tokens.token_for(Audience::Storage, None).await?;
+                builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+                format!("{}?{query}", self.blob_url(key))
+            }
+        };
+        if !body.is_empty() {
+            builder = builder.header("content-type", "application/xml");
+        }
+        builder.uri(url).body(body).map_err(|e| e.to_string())
     }
 
     async fn send(
@@ -139,14 +303,16 @@ fn block_id(upload: &str, part: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{upload}-{part:06}"))
 }
 
+/// The text of the first `<name>` element of an XML body.
+fn element(body: &str, name: &str) -> Option<String> {
+    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = body[start..].find(&format!("</{name}>"))? + start;
+    Some(body[start..end].to_string())
+}
+
 /// `Code: Message` of an Azure Storage error body.
 fn storage_error(status: u16, body: &str) -> String {
-    let text = |name: &str| {
-        let start = body.find(&format!("<{name}>"))? + name.len() + 2;
-        let end = body[start..].find(&format!("</{name}>"))? + start;
-        Some(body[start..end].to_string())
-    };
-    match (text("Code"), text("Message")) {
+    match (element(body, "Code"), element(body, "Message")) {
         (Some(code), Some(message)) => {
             format!("{status} {code}: {}", message.lines().next().unwrap_or(""))
         }
@@ -183,7 +349,7 @@ impl EvidenceStore for BlobEvidence {
         last: u32,
     ) -> StoreFuture<'a, Vec<MintedPart>> {
         Box::pin(async move {
-            let sas = self.sas(&upload.key, "w", PART_URL_LIFETIME);
+            let sas = self.sas(&upload.key, "w", PART_URL_LIFETIME).await?;
             Ok((first..=last)
                 .map(|part| {
                     let id = url::form_urlencoded::byte_serialize(
@@ -207,15 +373,14 @@ impl EvidenceStore for BlobEvidence {
 
     fn complete<'a>(&'a self, upload: &'a StoreUpload) -> StoreFuture<'a, CompletedUpload> {
         Box::pin(async move {
-            let sas = self.sas(&upload.key, "rw", Duration::from_secs(300));
-            let url = format!(
-                "{}?comp=blocklist&blocklisttype=uncommitted&{sas}",
-                self.blob_url(&upload.key)
-            );
-            let request = http::Request::get(&url)
-                .header("x-ms-version", VERSION)
-                .body(Bytes::new())
-                .map_err(|e| e.to_string())?;
+            let request = self
+                .own_request(
+                    http::Method::GET,
+                    &upload.key,
+                    "comp=blocklist&blocklisttype=uncommitted",
+                    Bytes::new(),
+                )
+                .await?;
             let (status, _, body) = self.send(request).await?;
             if status != 200 {
                 return Err(format!(
@@ -227,12 +392,8 @@ impl EvidenceStore for BlobEvidence {
             // (part, id, size) of this upload's blocks.
             let mut blocks: Vec<(u32, String, u64)> = Vec::new();
             for block in body.split("<Block>").skip(1) {
-                let field = |name: &str| {
-                    let start = block.find(&format!("<{name}>"))? + name.len() + 2;
-                    let end = block[start..].find(&format!("</{name}>"))? + start;
-                    Some(block[start..end].to_string())
-                };
-                let (Some(name), Some(size)) = (field("Name"), field("Size")) else {
+                let (Some(name), Some(size)) = (element(block, "Name"), element(block, "Size"))
+                else {
                     continue;
                 };
                 let decoded = base64::engine::general_purpose::STANDARD.decode(&name).ok();
@@ -271,12 +432,14 @@ impl EvidenceStore for BlobEvidence {
                 xml.push_str(&format!("<Latest>{id}</Latest>"));
             }
             xml.push_str("</BlockList>");
-            let url = format!("{}?comp=blocklist&{sas}", self.blob_url(&upload.key));
-            let request = http::Request::put(&url)
-                .header("x-ms-version", VERSION)
-                .header("content-type", "application/xml")
-                .body(Bytes::from(xml))
-                .map_err(|e| e.to_string())?;
+            let request = self
+                .own_request(
+                    http::Method::PUT,
+                    &upload.key,
+                    "comp=blocklist",
+                    Bytes::from(xml),
+                )
+                .await?;
             let (status, headers, body) = self.send(request).await?;
             if status != 201 {
                 return Err(format!(
@@ -311,38 +474,116 @@ impl EvidenceStore for BlobEvidence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::azure::AzureEnvironment;
 
-    #[test]
-    fn block_ids_have_one_length_and_the_sas_names_one_blob() {
+    // Azurite's well-known development key.
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    #[tokio::test]
+    async fn block_ids_have_one_length_and_the_sas_names_one_blob() {
         assert_eq!(block_id("abc", 1).len(), block_id("abc", 999_999).len());
-        // Azurite's well-known development key.
-        let key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        let signer = || BlobSigner::account_key(KEY).unwrap();
         let store = BlobEvidence::new(
             "http://127.0.0.1:10000/devstoreaccount1",
             "evidence",
             "mem/",
-            key,
+            signer(),
         )
         .unwrap();
         assert_eq!(store.account, "devstoreaccount1");
-        let sas = store.sas("mem/IR-1/vm/memory.lime", "w", PART_URL_LIFETIME);
+        let sas = store
+            .sas("mem/IR-1/vm/memory.lime", "w", PART_URL_LIFETIME)
+            .await
+            .unwrap();
         assert!(sas.contains("sr=b&sp=w&sig="), "{sas}");
         assert!(
             sas.starts_with("sv=2022-11-02&spr=https%2Chttp&se="),
             "{sas}"
         );
-        let https =
-            BlobEvidence::new("https://acct.blob.core.windows.net", "evidence", "", key).unwrap();
+        let https = BlobEvidence::new(
+            "https://acct.blob.core.windows.net",
+            "evidence",
+            "",
+            signer(),
+        )
+        .unwrap();
         assert_eq!(https.account, "acct");
-        assert!(https
-            .sas("k", "w", PART_URL_LIFETIME)
-            .contains("spr=https&"));
+        let sas = https.sas("k", "w", PART_URL_LIFETIME).await.unwrap();
+        assert!(sas.contains("spr=https&"), "{sas}");
+        assert!(BlobSigner::account_key("not base64!").is_err());
         assert_eq!(
             storage_error(
                 403,
                 "<Error><Code>AuthenticationFailed</Code><Message>no\nmore</Message></Error>"
             ),
             "403 AuthenticationFailed: no"
+        );
+    }
+
+    /// An identity store whose identity has no credential at all: the
+    /// managed identity is refused at once (port 9), the CLI is off.
+    fn identity_store(service: &str) -> Result<BlobEvidence, String> {
+        let env = AzureEnvironment::from_vars(|k| match k {
+            "MSI_ENDPOINT" => Some("http://127.0.0.1:9/token".into()),
+            "IRHOST_AZURE_CLI" => Some("0".into()),
+            _ => None,
+        });
+        let tokens = Arc::new(TokenSource::new(env));
+        BlobEvidence::new(service, "evidence", "mem/", BlobSigner::identity(tokens))
+    }
+
+    fn key_expiring_in(lifetime: chrono::Duration) -> UserDelegationKey {
+        let now = chrono::Utc::now();
+        UserDelegationKey::new(
+            "oid",
+            "tid",
+            &timestamp(now - chrono::Duration::minutes(5)),
+            &timestamp(now + lifetime),
+            "b",
+            "2022-11-02",
+            "a2V5",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delegation_key_is_kept_while_a_url_minted_now_would_not_outlive_it() {
+        let e = identity_store("http://127.0.0.1:10000/devstoreaccount1").err();
+        assert!(e.unwrap().contains("needs the service over https"));
+        let store = identity_store("https://acct.blob.core.windows.net").unwrap();
+        assert!(
+            store
+                .signing()
+                .starts_with("user-delegation SAS from managed identity"),
+            "{}",
+            store.signing()
+        );
+        assert!(
+            store
+                .signing()
+                .contains("audience https://storage.azure.com"),
+            "{}",
+            store.signing()
+        );
+        let BlobSigner::Identity { key, .. } = &store.signer else {
+            unreachable!()
+        };
+        // A key with an hour left signs without asking for another.
+        *key.lock().await = Some(key_expiring_in(chrono::Duration::hours(1)));
+        let sas = store.sas("k", "w", PART_URL_LIFETIME).await.unwrap();
+        assert!(sas.contains("&skoid=oid&sktid=tid&"), "{sas}");
+        assert!(
+            sas.contains("&sks=b&skv=2022-11-02&sr=b&sp=w&sig="),
+            "{sas}"
+        );
+        // One that would expire before the URL does is renewed: here the
+        // identity has no credential, so the error says so.
+        *key.lock().await = Some(key_expiring_in(chrono::Duration::minutes(10)));
+        let e = store.sas("k", "w", PART_URL_LIFETIME).await.unwrap_err();
+        assert!(
+            e.starts_with("no Azure credential for https://storage.azure.com"),
+            "{e}"
         );
     }
 }

@@ -5,10 +5,12 @@
 //! managed identity (App Service's `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`,
 //! else the instance metadata service, at `MSI_ENDPOINT` or
 //! `IDENTITY_ENDPOINT` when set); the Azure CLI (`az account
-//! get-access-token`). Tokens are for the cloud's ARM audience
-//! ([`AzureCloud`]), fetched over irhost's own host client (proxies, CA
-//! bundles). A failure is one line: what was tried, what failed, what to
-//! set.
+//! get-access-token`). Tokens are for one of the cloud's audiences
+//! ([`Audience`]: Resource Manager, or Storage for evidence uploads; the
+//! clouds differ, [`AzureCloud`]), fetched over irhost's own host client
+//! (proxies, CA bundles). A pre-obtained token is for one audience:
+//! `AZURE_ACCESS_TOKEN` for ARM, `AZURE_STORAGE_ACCESS_TOKEN` for Storage.
+//! A failure is one line: what was tried, what failed, what to set.
 
 use std::time::Duration;
 
@@ -18,14 +20,37 @@ use wasmtime_wasi_http::RequestOptions;
 
 use crate::egress::EgressClient;
 
-/// A cloud's Azure Resource Manager and Entra endpoints, and the audience
-/// of ARM tokens (which is not the ARM URL).
+/// A cloud's Azure Resource Manager and Entra endpoints, the audience of
+/// ARM tokens (which is not the ARM URL) and that of Storage tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AzureCloud {
     pub name: &'static str,
     pub resource_manager: &'static str,
     pub audience: &'static str,
     pub authority: &'static str,
+    /// The audience of Azure Storage (data plane) tokens, as Azure's SDKs
+    /// name it per cloud.
+    pub storage_audience: &'static str,
+}
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// Azure Resource Manager (the plugins' calls).
+    Arm,
+    /// Azure Storage's data plane (the user delegation keys of evidence
+    /// uploads).
+    Storage,
+}
+
+impl Audience {
+    /// The resource id of this audience in `cloud`.
+    pub fn of(self, cloud: &AzureCloud) -> &'static str {
+        match self {
+            Audience::Arm => cloud.audience,
+            Audience::Storage => cloud.storage_audience,
+        }
+    }
 }
 
 /// The clouds `AZURE_CLOUD` names.
@@ -35,18 +60,21 @@ pub const CLOUDS: &[AzureCloud] = &[
         resource_manager: "https://management.azure.com",
         audience: "https://management.core.windows.net/",
         authority: "https://login.microsoftonline.com",
+        storage_audience: "https://storage.azure.com",
     },
     AzureCloud {
         name: "AzureChinaCloud",
         resource_manager: "https://management.chinacloudapi.cn",
         audience: "https://management.core.chinacloudapi.cn/",
         authority: "https://login.chinacloudapi.cn",
+        storage_audience: "https://storage.azure.cn",
     },
     AzureCloud {
         name: "AzureUSGovernment",
         resource_manager: "https://management.usgovcloudapi.net",
         audience: "https://management.core.usgovcloudapi.net/",
         authority: "https://login.microsoftonline.us",
+        storage_audience: "https://storage.azure.us",
     },
 ];
 
@@ -77,7 +105,10 @@ pub struct IdentitySettings {
     pub tenant_id: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `AZURE_ACCESS_TOKEN`: a pre-obtained ARM token.
     pub access_token: Option<String>,
+    /// `AZURE_STORAGE_ACCESS_TOKEN`: a pre-obtained Storage token.
+    pub storage_access_token: Option<String>,
     pub federated_token_file: Option<String>,
     pub identity_endpoint: Option<String>,
     pub identity_header: Option<String>,
@@ -95,6 +126,7 @@ impl std::fmt::Debug for IdentitySettings {
             .field("client_id", &self.client_id)
             .field("client_secret", &set(&self.client_secret))
             .field("access_token", &set(&self.access_token))
+            .field("storage_access_token", &set(&self.storage_access_token))
             .field("federated_token_file", &self.federated_token_file)
             .field("identity_endpoint", &self.identity_endpoint)
             .field("identity_header", &set(&self.identity_header))
@@ -113,6 +145,7 @@ impl IdentitySettings {
             client_id: get("AZURE_CLIENT_ID"),
             client_secret: get("AZURE_CLIENT_SECRET"),
             access_token: get("AZURE_ACCESS_TOKEN"),
+            storage_access_token: get("AZURE_STORAGE_ACCESS_TOKEN"),
             federated_token_file: get("AZURE_FEDERATED_TOKEN_FILE"),
             identity_endpoint: get("IDENTITY_ENDPOINT"),
             identity_header: get("IDENTITY_HEADER"),
@@ -121,11 +154,26 @@ impl IdentitySettings {
         }
     }
 
-    /// The first source the environment configures, in words (never a
-    /// secret); the managed identity and the CLI are tried when none is.
+    /// The pre-obtained token for `audience`, and its variable.
+    fn preset(&self, audience: Audience) -> Option<(&str, &'static str)> {
+        let (token, var) = match audience {
+            Audience::Arm => (&self.access_token, "AZURE_ACCESS_TOKEN"),
+            Audience::Storage => (&self.storage_access_token, "AZURE_STORAGE_ACCESS_TOKEN"),
+        };
+        token.as_deref().map(|t| (t, var))
+    }
+
+    /// The first source the environment configures for ARM tokens, in
+    /// words (never a secret); the managed identity and the CLI are tried
+    /// when none is.
     pub fn describe(&self) -> String {
-        if self.access_token.is_some() {
-            "AZURE_ACCESS_TOKEN".into()
+        self.describe_for(Audience::Arm)
+    }
+
+    /// [`Self::describe`] for tokens of `audience`.
+    pub fn describe_for(&self, audience: Audience) -> String {
+        if let Some((_, var)) = self.preset(audience) {
+            var.into()
         } else if self.client_secret.is_some() {
             format!(
                 "client secret of {} in tenant {}",
@@ -150,8 +198,8 @@ impl IdentitySettings {
 }
 
 /// A token and what it came from.
-#[derive(Debug, Clone)]
-pub struct ArmToken {
+#[derive(Clone)]
+pub struct AzureToken {
     pub token: String,
     pub lifetime: Option<Duration>,
     pub source: String,
@@ -160,28 +208,41 @@ pub struct ArmToken {
 /// The instance metadata service's token endpoint.
 const IMDS_TOKEN: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
 
-/// A token for `cloud`'s ARM audience, in `tenant` (else the settings').
+impl std::fmt::Debug for AzureToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureToken")
+            .field("token", &"<redacted>")
+            .field("lifetime", &self.lifetime)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// A token for `cloud`'s `audience`, in `tenant` (else the settings').
 pub async fn fetch_token(
     settings: &IdentitySettings,
     cloud: &AzureCloud,
+    audience: Audience,
     tenant: Option<&str>,
-) -> Result<ArmToken, String> {
+) -> Result<AzureToken, String> {
     let tenant = tenant.or(settings.tenant_id.as_deref());
-    if let Some(token) = &settings.access_token {
-        return Ok(ArmToken {
-            token: token.clone(),
+    if let Some((token, var)) = settings.preset(audience) {
+        return Ok(AzureToken {
+            token: token.to_string(),
             lifetime: None,
-            source: "AZURE_ACCESS_TOKEN".into(),
+            source: var.into(),
         });
     }
+    let resource = audience.of(cloud);
     let authority = settings
         .authority
         .as_deref()
         .unwrap_or(cloud.authority)
         .trim_end_matches('/');
-    // The v1 resource id with `/.default` (so `…windows.net//.default`, as
-    // Azure's own SDKs send it).
-    let scope = format!("{}/.default", cloud.audience);
+    // The v1 resource id with `/.default` (so `…windows.net//.default` for
+    // ARM, `https://storage.azure.com/.default` for Storage, as Azure's own
+    // SDKs send them).
+    let scope = format!("{resource}/.default");
     if let (Some(tenant), Some(client), Some(secret)) =
         (tenant, &settings.client_id, &settings.client_secret)
     {
@@ -192,11 +253,13 @@ pub async fn fetch_token(
             ("scope", scope.as_str()),
         ];
         let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-        return entra(&url, &form).await.map(|(token, lifetime)| ArmToken {
-            token,
-            lifetime,
-            source: format!("client secret of {client} in tenant {tenant}"),
-        });
+        return entra(&url, &form)
+            .await
+            .map(|(token, lifetime)| AzureToken {
+                token,
+                lifetime,
+                source: format!("client secret of {client} in tenant {tenant}"),
+            });
     }
     if let (Some(tenant), Some(client), Some(file)) =
         (tenant, &settings.client_id, &settings.federated_token_file)
@@ -215,25 +278,35 @@ pub async fn fetch_token(
             ("scope", scope.as_str()),
         ];
         let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-        return entra(&url, &form).await.map(|(token, lifetime)| ArmToken {
-            token,
-            lifetime,
-            source: format!("workload identity of {client} in tenant {tenant}"),
-        });
+        return entra(&url, &form)
+            .await
+            .map(|(token, lifetime)| AzureToken {
+                token,
+                lifetime,
+                source: format!("workload identity of {client} in tenant {tenant}"),
+            });
     }
     let mut tried = Vec::new();
-    match managed_identity(settings, cloud).await {
+    match managed_identity(settings, resource).await {
         Ok(token) => return Ok(token),
         Err(e) => tried.push(e),
     }
     if settings.cli {
-        match azure_cli(cloud, tenant).await {
+        match azure_cli(resource, tenant).await {
             Ok(token) => return Ok(token),
             Err(e) => tried.push(e),
         }
     }
+    let preset = match audience {
+        Audience::Arm => "AZURE_ACCESS_TOKEN",
+        Audience::Storage => "AZURE_STORAGE_ACCESS_TOKEN",
+    };
+    let what = match audience {
+        Audience::Arm => String::new(),
+        Audience::Storage => format!(" for {resource}"),
+    };
     Err(format!(
-        "no Azure credential ({}); tried: AZURE_ACCESS_TOKEN, a client secret, workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity, the Azure CLI; set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_ACCESS_TOKEN), or run `az login`",
+        "no Azure credential{what} ({}); tried: {preset}, a client secret, workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity, the Azure CLI; set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or {preset}), or run `az login`",
         tried.join("; ")
     ))
 }
@@ -242,8 +315,8 @@ pub async fn fetch_token(
 /// the instance metadata service.
 async fn managed_identity(
     settings: &IdentitySettings,
-    cloud: &AzureCloud,
-) -> Result<ArmToken, String> {
+    resource: &str,
+) -> Result<AzureToken, String> {
     let client_id = settings.client_id.as_deref();
     let (url, header, source) = match (&settings.identity_endpoint, &settings.identity_header) {
         (Some(endpoint), Some(secret)) => {
@@ -251,7 +324,7 @@ async fn managed_identity(
                 .map_err(|e| format!("IDENTITY_ENDPOINT={endpoint}: {e}"))?;
             url.query_pairs_mut()
                 .append_pair("api-version", "2019-08-01")
-                .append_pair("resource", cloud.audience);
+                .append_pair("resource", resource);
             if let Some(id) = client_id {
                 url.query_pairs_mut().append_pair("client_id", id);
             }
@@ -271,7 +344,7 @@ async fn managed_identity(
                 .map_err(|e| format!("managed identity endpoint {endpoint}: {e}"))?;
             url.query_pairs_mut()
                 .append_pair("api-version", "2018-02-01")
-                .append_pair("resource", cloud.audience);
+                .append_pair("resource", resource);
             if let Some(id) = client_id {
                 url.query_pairs_mut().append_pair("client_id", id);
             }
@@ -302,7 +375,7 @@ async fn managed_identity(
         ));
     }
     let (token, lifetime) = parse_token(&body).map_err(|e| format!("{source}: {e}"))?;
-    Ok(ArmToken {
+    Ok(AzureToken {
         token,
         lifetime,
         source: source.into(),
@@ -310,7 +383,7 @@ async fn managed_identity(
 }
 
 /// `az account get-access-token`, the last resort.
-async fn azure_cli(cloud: &AzureCloud, tenant: Option<&str>) -> Result<ArmToken, String> {
+async fn azure_cli(resource: &str, tenant: Option<&str>) -> Result<AzureToken, String> {
     let mut command = tokio::process::Command::new("az");
     command.args([
         "account",
@@ -318,7 +391,7 @@ async fn azure_cli(cloud: &AzureCloud, tenant: Option<&str>) -> Result<ArmToken,
         "--output",
         "json",
         "--resource",
-        cloud.audience,
+        resource,
     ]);
     if let Some(tenant) = tenant {
         command.args(["--tenant", tenant]);
@@ -350,7 +423,7 @@ async fn azure_cli(cloud: &AzureCloud, tenant: Option<&str>) -> Result<ArmToken,
         let left = at - chrono::Utc::now().timestamp();
         u64::try_from(left).ok().map(Duration::from_secs)
     });
-    Ok(ArmToken {
+    Ok(AzureToken {
         token: parsed.access_token,
         lifetime,
         source: "the Azure CLI".into(),
@@ -430,6 +503,53 @@ mod tests {
         assert_eq!(china.authority, "https://login.chinacloudapi.cn");
         let e = AzureCloud::named(Some("Mars")).unwrap_err();
         assert!(e.contains("AzureUSGovernment"), "{e}");
+        // Storage tokens have an audience of their own, per cloud.
+        assert_eq!(Audience::Storage.of(&public), "https://storage.azure.com");
+        assert_eq!(Audience::Storage.of(&china), "https://storage.azure.cn");
+        let us = AzureCloud::named(Some("AzureUSGovernment")).unwrap();
+        assert_eq!(Audience::Storage.of(&us), "https://storage.azure.us");
+        assert_eq!(Audience::Arm.of(&us), us.audience);
+    }
+
+    #[tokio::test]
+    async fn a_preset_token_is_for_its_own_audience() {
+        let s = IdentitySettings::from_vars(|k| match k {
+            "AZURE_ACCESS_TOKEN" => Some("arm-token".into()),
+            "AZURE_STORAGE_ACCESS_TOKEN" => Some("storage-token".into()),
+            _ => None,
+        });
+        let cloud = AzureCloud::named(None).unwrap();
+        let arm = fetch_token(&s, &cloud, Audience::Arm, None).await.unwrap();
+        let storage = fetch_token(&s, &cloud, Audience::Storage, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (arm.token.as_str(), arm.source.as_str()),
+            ("arm-token", "AZURE_ACCESS_TOKEN")
+        );
+        assert_eq!(storage.token, "storage-token");
+        assert_eq!(
+            s.describe_for(Audience::Storage),
+            "AZURE_STORAGE_ACCESS_TOKEN"
+        );
+        assert!(!format!("{arm:?} {s:?}").contains("-token"));
+
+        // An ARM token is never sent to Storage: without a Storage source
+        // the chain goes on (here to nothing).
+        let arm_only = IdentitySettings::from_vars(|k| match k {
+            "AZURE_ACCESS_TOKEN" => Some("arm-token".into()),
+            "MSI_ENDPOINT" => Some("http://127.0.0.1:9/token".into()),
+            "IRHOST_AZURE_CLI" => Some("0".into()),
+            _ => None,
+        });
+        let e = fetch_token(&arm_only, &cloud, Audience::Storage, None)
+            .await
+            .unwrap_err();
+        assert!(
+            e.starts_with("no Azure credential for https://storage.azure.com (managed identity"),
+            "{e}"
+        );
+        assert!(e.contains("(or AZURE_STORAGE_ACCESS_TOKEN)"), "{e}");
     }
 
     #[test]
