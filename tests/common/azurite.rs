@@ -1,11 +1,14 @@
 //! Azurite's Blob service (npm `azurite`, installed by scripts/setup-azurite
 //! under ~/.cache/irhost/azurite) on 127.0.0.1 for the tests, with its
 //! well-known development account, and the account SAS a test uses to make
-//! containers and read blobs back.
+//! containers and read blobs back. Plain HTTP ([`Azurite::start`]), or
+//! HTTPS with OAuth (`--oauth basic`: bearer tokens and Get User Delegation
+//! Key; [`Azurite::start_with_oauth`]).
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -22,6 +25,8 @@ pub struct Azurite {
     child: Child,
     port: u16,
     _data: tempfile::TempDir,
+    /// HTTPS: the CA file the test's own requests trust.
+    ca: Option<PathBuf>,
 }
 
 fn binary() -> PathBuf {
@@ -45,9 +50,30 @@ impl Azurite {
     /// binding it) is tried again on another port. A failure panics with
     /// what Azurite printed.
     pub fn start() -> Azurite {
+        Azurite::start_with(Vec::new(), None)
+    }
+
+    /// [`Self::start`] over HTTPS with OAuth (`--oauth basic`, which
+    /// Azurite allows only with HTTPS): `cert` and `key` are the server's
+    /// PEM files (for 127.0.0.1), `ca` the PEM of the CA that issued it.
+    /// In basic mode Azurite checks a bearer token's form, `iat`/`nbf`/`exp`,
+    /// issuer prefix and audience, not its signature.
+    pub fn start_with_oauth(cert: &Path, key: &Path, ca: &Path) -> Azurite {
+        let args = vec![
+            OsString::from("--oauth"),
+            "basic".into(),
+            "--cert".into(),
+            cert.into(),
+            "--key".into(),
+            key.into(),
+        ];
+        Azurite::start_with(args, Some(ca.to_path_buf()))
+    }
+
+    fn start_with(args: Vec<OsString>, ca: Option<PathBuf>) -> Azurite {
         let mut last = String::new();
         for _ in 0..3 {
-            match Azurite::try_start() {
+            match Azurite::try_start(&args, ca.clone()) {
                 Ok(azurite) => return azurite,
                 Err(why) => last = why,
             }
@@ -55,7 +81,7 @@ impl Azurite {
         panic!("azurite did not start: {last}");
     }
 
-    fn try_start() -> Result<Azurite, String> {
+    fn try_start(args: &[OsString], ca: Option<PathBuf>) -> Result<Azurite, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -68,6 +94,7 @@ impl Azurite {
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .arg("--location")
             .arg(data.path())
+            .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -92,6 +119,7 @@ impl Azurite {
             child,
             port,
             _data: data,
+            ca,
         })
     }
 
@@ -99,9 +127,34 @@ impl Azurite {
         self.port
     }
 
-    /// The account's Blob service URL (path-style).
+    /// The account's Blob service URL (path-style), `https://` when
+    /// started with OAuth.
     pub fn service(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{ACCOUNT}", self.port)
+    }
+
+    /// curl, trusting the CA when over HTTPS.
+    fn curl(&self) -> Command {
+        let mut command = Command::new("curl");
+        if let Some(ca) = &self.ca {
+            command.arg("--cacert").arg(ca);
+        }
+        command
+    }
+
+    /// The HTTP status of `method url` (with `body`, when given), as any
+    /// holder of a URL could send it.
+    pub fn status(&self, method: &str, url: &str, body: Option<&str>) -> u16 {
+        let mut command = self.curl();
+        command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method]);
+        if let Some(body) = body {
+            command.args(["--data-binary", body]);
+        }
+        let out = command.arg(url).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .parse()
+            .unwrap_or_else(|_| panic!("curl {method} {url}: {out:?}"))
     }
 
     /// An account SAS (`ss=b`) for `resource_types` (`c`, `o`) and
@@ -133,7 +186,8 @@ impl Azurite {
             self.service(),
             self.account_sas("c", "c")
         );
-        let out = Command::new("curl")
+        let out = self
+            .curl()
             .args([
                 "-s",
                 "-o",
@@ -164,7 +218,8 @@ impl Azurite {
             self.service(),
             self.account_sas("o", "r")
         );
-        let out = Command::new("curl")
+        let out = self
+            .curl()
             .args(["-s", "-f", "-H", "x-ms-version: 2022-11-02", &url])
             .output()
             .unwrap();

@@ -26,7 +26,8 @@
 //! Response bodies have the documented shapes (IMDS's `expires_in` and
 //! `expires_on` are strings; Entra's `expires_in` is a number); access
 //! tokens are random JWT-shaped strings (header.payload.signature, base64url)
-//! whose payload carries `aud`, `tid`, `appid` and `exp`. It does not check
+//! whose payload carries `aud`, `iss`, `tid`, `appid`, `oid` (the client's
+//! object id, [`object_id`]) and `exp`. It does not check
 //! secrets or assertion signatures: any client and any secret gets a token,
 //! and tests assert on what was sent via [`FakeAzureIdentity::requests`].
 
@@ -165,6 +166,21 @@ impl FakeAzureIdentity {
     }
 }
 
+/// The object id tokens of `client_id` carry (one per client, as Entra's
+/// service principals have).
+pub fn object_id(client_id: &str) -> String {
+    use sha2::Digest as _;
+    let h = hex::encode(&sha2::Sha256::digest(client_id.as_bytes())[..16]);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -180,6 +196,7 @@ fn access_token(audience: &str, tenant: &str, client_id: &str) -> (String, u64) 
     let payload = json!({
         "aud": audience, "iss": format!("https://sts.windows.net/{tenant}/"),
         "iat": now, "nbf": now, "exp": exp, "tid": tenant, "appid": client_id,
+        "oid": object_id(client_id),
         "uti": random_b64(16),
     });
     let token = format!(

@@ -91,6 +91,16 @@ impl TestCa {
         (cert.der().clone(), key)
     }
 
+    /// [`Self::issue`] as PEM texts (certificate, PKCS#8 key), for servers
+    /// that read files (Azurite's `--cert` / `--key`).
+    pub fn issue_pem(&self, names: &[&str]) -> (String, String) {
+        let (cert, key) = self.issue(names);
+        (
+            pem("CERTIFICATE", cert.as_ref()),
+            pem("PRIVATE KEY", key.secret_der()),
+        )
+    }
+
     /// A rustls server configuration (ring provider, safe default protocol
     /// versions, ALPN `http/1.1`) presenting a leaf for `names`.
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
@@ -106,6 +116,19 @@ impl TestCa {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Arc::new(config)
     }
+}
+
+/// DER as a PEM block.
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in text.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 impl Default for TestCa {
