@@ -6,13 +6,16 @@
 //! identity, a managed identity, the Azure CLI), for the cloud's ARM
 //! audience (`AZURE_CLOUD`), cached until shortly before they expire
 //! ([`TokenSource`], which also holds the Storage tokens of [evidence]
-//! uploads). `AZURE_RESOURCE_MANAGER_URL` points the plugins at another
+//! uploads: their SASes are [`sas`], signed by a [`signer`]; [`storage`]
+//! sends a Storage request). `AZURE_RESOURCE_MANAGER_URL` points the plugins at another
 //! ARM endpoint (Azure Stack, or the tests' fake ARM) without changing the
 //! audience.
 
 pub mod evidence;
 pub mod identity;
 pub mod sas;
+pub mod signer;
+pub mod storage;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -173,7 +173,7 @@ impl CloudEnv {
                 container,
                 prefix,
             } => {
-                use azure::evidence::{BlobEvidence, BlobSigner};
+                use azure::{evidence::BlobEvidence, signer::BlobSigner};
                 let signer = match self.azure.storage_key.as_deref() {
                     Some(key) => BlobSigner::account_key(key)?,
                     None => BlobSigner::identity(self.azure_tokens.clone()),

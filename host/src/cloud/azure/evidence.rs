@@ -6,20 +6,18 @@
 //! (Put Block List), in part order, from what Get Block List says the
 //! store received.
 //!
-//! How the host signs, by what the responder's environment holds:
-//! - `AZURE_STORAGE_KEY` set ([`BlobSigner::AccountKey`]): each SAS is
-//!   signed with the account key, and so is the SAS (`rw`, five minutes)
-//!   of the host's own Get Block List / Put Block List. Azurite, the
-//!   emulator the tests use, takes it over plain HTTP.
-//! - otherwise ([`BlobSigner::Identity`]; production: no account key on
-//!   the responder's machine): a user-delegation SAS. The host takes a
-//!   token for the cloud's Storage audience from the responder's identity
-//!   chain, asks the service for a user delegation key (Get User
-//!   Delegation Key, valid [`DELEGATION_KEY_LIFETIME`], kept until less
-//!   than a part URL's lifetime and a margin is left) and signs each part
-//!   SAS with it. The host's own Get Block List / Put Block List carry the
-//!   bearer token instead of a SAS. Bearer tokens need HTTPS, so such a
-//!   store needs an `https://` service. The identity needs a data role on
+//! How the host signs ([`BlobSigner`]), by what the responder's
+//! environment holds:
+//! - `AZURE_STORAGE_KEY` set: each SAS is signed with the account key, and
+//!   so is the SAS (`rw`, five minutes) of the host's own Get Block List /
+//!   Put Block List. Azurite, the emulator the tests use, takes it over
+//!   plain HTTP.
+//! - otherwise (production: no account key on the responder's machine): a
+//!   user-delegation SAS, signed with a user delegation key the host asks
+//!   for with a token of the cloud's Storage audience from the responder's
+//!   identity chain. The host's own Get Block List / Put Block List carry
+//!   that bearer token instead of a SAS. Bearer tokens need HTTPS, so such
+//!   a store needs an `https://` service. The identity needs a data role on
 //!   the container: Storage Blob Data Contributor (or a custom role with
 //!   `generateUserDelegationKey/action` and blobs read and write).
 //!
@@ -30,64 +28,23 @@
 //! is a version whose id the host records, so a later write is a new
 //! version, not a loss.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
-use super::identity::Audience;
-use super::sas::{timestamp, BlobSas, SasKey, UserDelegationKey, VERSION};
-use super::TokenSource;
+use super::sas::{timestamp, BlobSas, VERSION};
+use super::signer::BlobSigner;
+use super::storage::{self, element};
 use crate::egress::uploads::{
     CompletedUpload, EvidenceStore, MintedPart, StoreFuture, StoreUpload,
 };
-use crate::egress::EgressClient;
 
 /// How long a minted block URL works.
 pub const PART_URL_LIFETIME: Duration = Duration::from_secs(900);
 /// Azure's limit of blocks per blob.
 pub const MAX_BLOCKS: u32 = 50_000;
-/// How long a user delegation key the host asks for works (Azure allows
-/// up to seven days).
-pub const DELEGATION_KEY_LIFETIME: Duration = Duration::from_secs(3600);
-/// A user delegation key starts this long before now (clocks differ).
-const KEY_START_SKEW: Duration = Duration::from_secs(300);
-/// A key is renewed when less than a part URL's lifetime and this is left.
-const KEY_RENEW_MARGIN: Duration = Duration::from_secs(120);
-
-/// What the store signs its SASes with.
-pub enum BlobSigner {
-    /// The storage account's key (decoded `AZURE_STORAGE_KEY`).
-    AccountKey(Vec<u8>),
-    /// User delegation keys from the responder's identity (tokens of the
-    /// Storage audience), the current one cached.
-    Identity {
-        tokens: Arc<TokenSource>,
-        key: Mutex<Option<UserDelegationKey>>,
-    },
-}
-
-impl BlobSigner {
-    /// Sign with the account key `AZURE_STORAGE_KEY` holds (base64).
-    pub fn account_key(account_key: &str) -> Result<BlobSigner, String> {
-        base64::engine::general_purpose::STANDARD
-            .decode(account_key.trim())
-            .map(BlobSigner::AccountKey)
-            .map_err(|_| "AZURE_STORAGE_KEY is not a base64 account key".to_string())
-    }
-
-    /// Sign with user delegation keys of the identity `tokens` come from.
-    pub fn identity(tokens: Arc<TokenSource>) -> BlobSigner {
-        BlobSigner::Identity {
-            tokens,
-            key: Mutex::new(None),
-        }
-    }
-}
 
 /// Uploads into one container, under one prefix.
 pub struct BlobEvidence {
@@ -110,7 +67,7 @@ impl BlobEvidence {
         signer: BlobSigner,
     ) -> Result<Self, String> {
         let url = url::Url::parse(service).map_err(|e| format!("{service}: {e}"))?;
-        if matches!(signer, BlobSigner::Identity { .. }) && url.scheme() != "https" {
+        if signer.uses_tokens() && url.scheme() != "https" {
             return Err(format!(
                 "{service}: a user-delegation SAS needs the service over https (Azure Storage refuses bearer tokens over http); set AZURE_STORAGE_KEY to sign with the account key"
             ));
@@ -138,13 +95,7 @@ impl BlobEvidence {
 
     /// How the store signs, for the journal (never a secret).
     pub fn signing(&self) -> String {
-        match &self.signer {
-            BlobSigner::AccountKey(_) => "service SAS signed with AZURE_STORAGE_KEY".into(),
-            BlobSigner::Identity { tokens, .. } => format!(
-                "user-delegation SAS from {}",
-                tokens.environment().token_source_for(Audience::Storage)
-            ),
-        }
+        self.signer.describe()
     }
 
     fn blob_url(&self, key: &str) -> String {
@@ -171,79 +122,12 @@ impl BlobEvidence {
                 "https,http"
             },
         };
-        Ok(match &self.signer {
-            BlobSigner::AccountKey(secret) => sas.sign(SasKey::Account(secret)),
-            BlobSigner::Identity { .. } => {
-                sas.sign(SasKey::Delegation(&self.delegation_key().await?))
-            }
-        })
+        self.signer.sign(&self.service, &sas, lifetime).await
     }
 
-    /// The current user delegation key, asked for when there is none or
-    /// it would expire before a URL minted now.
-    async fn delegation_key(&self) -> Result<UserDelegationKey, String> {
-        let BlobSigner::Identity { tokens, key } = &self.signer else {
-            return Err("this store signs with the account key".into());
-        };
-        let mut cached = key.lock().await;
-        let needed = chrono::Utc::now() + PART_URL_LIFETIME + KEY_RENEW_MARGIN;
-        if let Some(current) = cached.as_ref() {
-            if current.expires_at().is_some_and(|at| at > needed) {
-                return Ok(current.clone());
-            }
-        }
-        let (token, source) = tokens.token_for(Audience::Storage, None).await?;
-        let now = chrono::Utc::now();
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"utf-8\"?><KeyInfo><Start>{}</Start><Expiry>{}</Expiry></KeyInfo>",
-            timestamp(now - KEY_START_SKEW),
-            timestamp(now + DELEGATION_KEY_LIFETIME)
-        );
-        let url = format!("{}/?restype=service&comp=userdelegationkey", self.service);
-        let request = http::Request::post(&url)
-            .header("x-ms-version", VERSION)
-            .header("content-type", "application/xml")
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Bytes::from(body))
-            .map_err(|e| e.to_string())?;
-        let (status, _, body) = self.send(request).await?;
-        if status != 200 {
-            return Err(format!(
-                "Get User Delegation Key {} with a token of {source}: {} (the identity needs a role with Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action on the account, e.g. Storage Blob Data Contributor)",
-                self.service,
-                storage_error(status, &body)
-            ));
-        }
-        let field = |name: &str| {
-            element(&body, name).ok_or_else(|| {
-                format!(
-                    "Get User Delegation Key {}: no {name} in the answer",
-                    self.service
-                )
-            })
-        };
-        let fresh = UserDelegationKey::new(
-            &field("SignedOid")?,
-            &field("SignedTid")?,
-            &field("SignedStart")?,
-            &field("SignedExpiry")?,
-            &field("SignedService")?,
-            &field("SignedVersion")?,
-            &field("Value")?,
-        )?;
-        tracing::info!(
-            service = %self.service,
-            object_id = %fresh.object_id,
-            expiry = %fresh.expiry,
-            "obtained a user delegation key"
-        );
-        *cached = Some(fresh.clone());
-        Ok(fresh)
-    }
-
-    /// A request of the host's own (Get Block List, Put Block List) to
-    /// `url` + `query`: with a SAS (`rw`, five minutes) signed with the
-    /// account key, or with the Storage bearer token.
+    /// A request of the host's own (Get Block List, Put Block List) to the
+    /// blob `key` with `query`: with the Storage bearer token, or a SAS
+    /// (`rw`, five minutes) signed with the account key.
     async fn own_request(
         &self,
         method: http::Method,
@@ -254,15 +138,14 @@ impl BlobEvidence {
         let mut builder = http::Request::builder()
             .method(method)
             .header("x-ms-version", VERSION);
-        let url = match &self.signer {
-            BlobSigner::AccountKey(_) => {
-                let sas = self.sas(key, "rw", Duration::from_secs(300)).await?;
-                format!("{}?{query}&{sas}", self.blob_url(key))
-            }
-            BlobSigner::Identity { tokens, .. } => {
-                let (token, _) = tokens.token_for(Audience::Storage, None).await?;
+        let url = match self.signer.bearer().await? {
+            Some(token) => {
                 builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
                 format!("{}?{query}", self.blob_url(key))
+            }
+            None => {
+                let sas = self.sas(key, "rw", Duration::from_secs(300)).await?;
+                format!("{}?{query}&{sas}", self.blob_url(key))
             }
         };
         if !body.is_empty() {
@@ -270,55 +153,12 @@ impl BlobEvidence {
         }
         builder.uri(url).body(body).map_err(|e| e.to_string())
     }
-
-    async fn send(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<(u16, http::HeaderMap, String), String> {
-        let url = request.uri().to_string();
-        let response = EgressClient::host()?
-            .send(request.map(Full::new), None)
-            .await
-            .map_err(|e| format!("{}: {e}", redact(&url)))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("{}: {e}", redact(&url)))?
-            .to_bytes();
-        Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
-    }
-}
-
-/// A URL without its SAS, for messages.
-fn redact(url: &str) -> &str {
-    url.split('?').next().unwrap_or(url)
 }
 
 /// The block id of `part` of `upload`: the same length for every block of
 /// the blob, as Azure requires.
 fn block_id(upload: &str, part: u32) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{upload}-{part:06}"))
-}
-
-/// The text of the first `<name>` element of an XML body.
-fn element(body: &str, name: &str) -> Option<String> {
-    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
-    let end = body[start..].find(&format!("</{name}>"))? + start;
-    Some(body[start..end].to_string())
-}
-
-/// `Code: Message` of an Azure Storage error body.
-fn storage_error(status: u16, body: &str) -> String {
-    match (element(body, "Code"), element(body, "Message")) {
-        (Some(code), Some(message)) => {
-            format!("{status} {code}: {}", message.lines().next().unwrap_or(""))
-        }
-        (Some(code), None) => format!("{status} {code}"),
-        _ => format!("{status}"),
-    }
 }
 
 impl EvidenceStore for BlobEvidence {
@@ -381,12 +221,12 @@ impl EvidenceStore for BlobEvidence {
                     Bytes::new(),
                 )
                 .await?;
-            let (status, _, body) = self.send(request).await?;
+            let (status, _, body) = storage::send(request).await?;
             if status != 200 {
                 return Err(format!(
                     "Get Block List {}: {}",
                     upload.location,
-                    storage_error(status, &body)
+                    storage::error(status, &body)
                 ));
             }
             // (part, id, size) of this upload's blocks.
@@ -440,12 +280,12 @@ impl EvidenceStore for BlobEvidence {
                     Bytes::from(xml),
                 )
                 .await?;
-            let (status, headers, body) = self.send(request).await?;
+            let (status, headers, body) = storage::send(request).await?;
             if status != 201 {
                 return Err(format!(
                     "Put Block List {}: {}",
                     upload.location,
-                    storage_error(status, &body)
+                    storage::error(status, &body)
                 ));
             }
             let header = |name: &str| {
@@ -473,8 +313,10 @@ impl EvidenceStore for BlobEvidence {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::cloud::azure::AzureEnvironment;
+    use crate::cloud::azure::{AzureEnvironment, TokenSource};
 
     // Azurite's well-known development key.
     const KEY: &str =
@@ -511,79 +353,27 @@ mod tests {
         assert_eq!(https.account, "acct");
         let sas = https.sas("k", "w", PART_URL_LIFETIME).await.unwrap();
         assert!(sas.contains("spr=https&"), "{sas}");
-        assert!(BlobSigner::account_key("not base64!").is_err());
-        assert_eq!(
-            storage_error(
-                403,
-                "<Error><Code>AuthenticationFailed</Code><Message>no\nmore</Message></Error>"
-            ),
-            "403 AuthenticationFailed: no"
-        );
+        assert_eq!(https.signing(), "service SAS signed with AZURE_STORAGE_KEY");
     }
 
-    /// An identity store whose identity has no credential at all: the
-    /// managed identity is refused at once (port 9), the CLI is off.
-    fn identity_store(service: &str) -> Result<BlobEvidence, String> {
-        let env = AzureEnvironment::from_vars(|k| match k {
-            "MSI_ENDPOINT" => Some("http://127.0.0.1:9/token".into()),
-            "IRHOST_AZURE_CLI" => Some("0".into()),
-            _ => None,
-        });
-        let tokens = Arc::new(TokenSource::new(env));
-        BlobEvidence::new(service, "evidence", "mem/", BlobSigner::identity(tokens))
-    }
-
-    fn key_expiring_in(lifetime: chrono::Duration) -> UserDelegationKey {
-        let now = chrono::Utc::now();
-        UserDelegationKey::new(
-            "oid",
-            "tid",
-            &timestamp(now - chrono::Duration::minutes(5)),
-            &timestamp(now + lifetime),
-            "b",
-            "2022-11-02",
-            "a2V5",
-        )
-        .unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_delegation_key_is_kept_while_a_url_minted_now_would_not_outlive_it() {
-        let e = identity_store("http://127.0.0.1:10000/devstoreaccount1").err();
-        assert!(e.unwrap().contains("needs the service over https"));
-        let store = identity_store("https://acct.blob.core.windows.net").unwrap();
-        assert!(
-            store
-                .signing()
-                .starts_with("user-delegation SAS from managed identity"),
-            "{}",
-            store.signing()
-        );
-        assert!(
-            store
-                .signing()
-                .contains("audience https://storage.azure.com"),
-            "{}",
-            store.signing()
-        );
-        let BlobSigner::Identity { key, .. } = &store.signer else {
-            unreachable!()
+    #[test]
+    fn an_identity_store_needs_https() {
+        let identity = || {
+            let tokens = Arc::new(TokenSource::new(AzureEnvironment::default()));
+            BlobSigner::identity(tokens)
         };
-        // A key with an hour left signs without asking for another.
-        *key.lock().await = Some(key_expiring_in(chrono::Duration::hours(1)));
-        let sas = store.sas("k", "w", PART_URL_LIFETIME).await.unwrap();
-        assert!(sas.contains("&skoid=oid&sktid=tid&"), "{sas}");
-        assert!(
-            sas.contains("&sks=b&skv=2022-11-02&sr=b&sp=w&sig="),
-            "{sas}"
-        );
-        // One that would expire before the URL does is renewed: here the
-        // identity has no credential, so the error says so.
-        *key.lock().await = Some(key_expiring_in(chrono::Duration::minutes(10)));
-        let e = store.sas("k", "w", PART_URL_LIFETIME).await.unwrap_err();
-        assert!(
-            e.starts_with("no Azure credential for https://storage.azure.com"),
-            "{e}"
-        );
+        let e = BlobEvidence::new("http://127.0.0.1:10000/acct", "evidence", "", identity())
+            .err()
+            .unwrap();
+        assert!(e.contains("needs the service over https"), "{e}");
+        assert!(e.contains("set AZURE_STORAGE_KEY"), "{e}");
+        let store = BlobEvidence::new(
+            "https://acct.blob.core.windows.net",
+            "evidence",
+            "",
+            identity(),
+        )
+        .unwrap();
+        assert!(store.signing().starts_with("user-delegation SAS from "));
     }
 }
