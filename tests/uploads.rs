@@ -330,3 +330,77 @@ fn a_user_delegation_part_url_writes_its_own_block_and_nothing_else() {
         .blob("evidence", "memory/up/t1/memory.lime")
         .is_err());
 }
+
+/// A JWT-shaped token (unsigned, as Azurite's basic OAuth does not check
+/// signatures) with this audience, valid an hour.
+fn token_for(audience: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let now = chrono::Utc::now().timestamp();
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        b64(serde_json::json!({"typ": "JWT", "alg": "RS256"})),
+        b64(serde_json::json!({
+            "aud": audience, "iss": "https://sts.windows.net/irhost-tenant/",
+            "iat": now, "nbf": now, "exp": now + 3600,
+            "tid": "irhost-tenant", "oid": "00000000-0000-0000-0000-0000000000aa",
+        }))
+    )
+}
+
+#[test]
+fn a_token_storage_refuses_fails_the_mint_and_stays_out_of_the_case() {
+    let setup = DelegationSetup::start();
+    let ca = setup.ca_file.path().join("ca.pem");
+    // An ARM token given as the Storage token: Azurite refuses its audience.
+    let token = token_for("https://management.core.windows.net/");
+    let ws = Workspace::new();
+    let (out, records) = run(
+        &ws,
+        &setup.azurite,
+        "upload-all",
+        "x",
+        &[
+            ("AZURE_STORAGE_ACCESS_TOKEN", token.as_str()),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = step_error(&records, "test:t1", "upload");
+    assert!(
+        error.contains("Get User Delegation Key")
+            && error.contains("with a token of AZURE_STORAGE_ACCESS_TOKEN: 403"),
+        "{error}"
+    );
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::EvidenceUpload { operation, error: Some(e), .. }
+            if operation == "part-urls" && e.contains("generateUserDelegationKey"))));
+    // The preset token was used as it is (no token request), and it is
+    // nowhere in the case.
+    assert!(setup.identity.requests().is_empty());
+    assert!(!case_text(&ws.cases().join("up")).contains(&token));
+
+    // The same token for Storage's audience works.
+    let ws = Workspace::new();
+    let token = token_for("https://storage.azure.com");
+    let (out, _) = run(
+        &ws,
+        &setup.azurite,
+        "upload-all",
+        "IRHOST",
+        &[
+            ("AZURE_STORAGE_ACCESS_TOKEN", token.as_str()),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        setup
+            .azurite
+            .blob("evidence", "memory/up/t1/memory.raw")
+            .unwrap(),
+        b"IRHOST"
+    );
+}
