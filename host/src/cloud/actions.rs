@@ -1,7 +1,9 @@
 //! Which cloud API action a request calls — AWS Query (`Action=`), AWS
-//! JSON (`X-Amz-Target`), S3 REST (method, path, query), ARM (method,
-//! resource type, action path); the egress's [`ActionList`] says whether
-//! it may.
+//! JSON (`X-Amz-Target`), S3 REST (method, path, query), EFS REST-JSON
+//! (method, path: [`efs`]), ARM (method, resource type, action path); the
+//! egress's [`ActionList`] says whether it may.
+
+mod efs;
 
 pub use crate::egress::ActionList;
 use crate::egress::ApiCall;
@@ -11,7 +13,37 @@ use crate::egress::ApiCall;
 const QUERY_SERVICES: &[&str] = &["autoscaling", "ec2", "elasticloadbalancing", "iam", "sts"];
 
 /// AWS services that speak JSON 1.0/1.1 (`X-Amz-Target: Prefix.Action`).
-const JSON_SERVICES: &[&str] = &["cloudtrail", "kms", "logs", "ssm"];
+const JSON_SERVICES: &[&str] = &["cloudtrail", "fsx", "kms", "logs", "ssm"];
+
+/// The `X-Amz-Target` prefixes of the JSON services, by service.
+const JSON_TARGETS: &[(&str, &str)] = &[
+    ("AmazonSSM.", "ssm"),
+    ("TrentService.", "kms"),
+    ("Logs_20140328.", "logs"),
+    ("CloudTrail_20131101.", "cloudtrail"),
+    (
+        "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.",
+        "cloudtrail",
+    ),
+    ("AWSSimbaAPIService_v20180301.", "fsx"),
+];
+
+/// The service a request to an endpoint serving several (a local
+/// emulator behind `AWS_ENDPOINT_URL`) is for, when the request itself
+/// says: a JSON protocol request by its `X-Amz-Target` prefix
+/// (`AmazonSSM.SendCommand` → `ssm`), an EFS request by its
+/// `/2015-02-01/` path. `None`: a Query or S3 request, which does not.
+pub fn service_of_request(uri: &http::Uri, headers: &http::HeaderMap) -> Option<&'static str> {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return JSON_TARGETS
+            .iter()
+            .find(|(prefix, _)| target.starts_with(prefix))
+            .map(|(_, service)| *service);
+    }
+    uri.path()
+        .starts_with(efs::PATH_PREFIX)
+        .then_some("elasticfilesystem")
+}
 
 /// The action of a request to AWS `service` (the signing scope).
 pub fn aws_call(
@@ -28,6 +60,10 @@ pub fn aws_call(
     };
     if service == "s3" {
         let (action, resource) = s3_action(method, uri)?;
+        return Ok(call(action, resource));
+    }
+    if service == "elasticfilesystem" {
+        let (action, resource) = efs::efs_action(method, uri)?;
         return Ok(call(action, resource));
     }
     if QUERY_SERVICES.contains(&service) {
@@ -89,16 +125,21 @@ fn query_resource(params: &[(String, String)]) -> Option<String> {
 
 fn json_resource(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    ["InstanceId", "KeyId", "logGroupName", "Name", "CommandId"]
-        .iter()
-        .find_map(|k| value.get(*k)?.as_str().map(str::to_string))
-        .or_else(|| {
-            value
-                .get("InstanceIds")?
-                .get(0)?
-                .as_str()
-                .map(str::to_string)
-        })
+    [
+        "InstanceId",
+        "KeyId",
+        "logGroupName",
+        "Name",
+        "CommandId",
+        "FileSystemId",
+    ]
+    .iter()
+    .find_map(|k| value.get(*k)?.as_str().map(str::to_string))
+    .or_else(|| {
+        ["InstanceIds", "FileSystemIds"]
+            .iter()
+            .find_map(|k| value.get(*k)?.get(0)?.as_str().map(str::to_string))
+    })
 }
 
 /// S3 REST: the IAM action a request needs, and `bucket` or `bucket/key`.
@@ -338,6 +379,68 @@ mod tests {
             ),
             "kms:CreateGrant k-1"
         );
+        assert_eq!(
+            aws(
+                "fsx",
+                "POST",
+                "https://fsx.us-east-1.amazonaws.com/",
+                &[(
+                    "x-amz-target",
+                    "AWSSimbaAPIService_v20180301.DescribeFileSystems"
+                )],
+                r#"{"FileSystemIds":["fs-0123456789abcdef0"]}"#
+            ),
+            "fsx:DescribeFileSystems fs-0123456789abcdef0"
+        );
+    }
+
+    #[test]
+    fn efs_actions_are_named_with_their_iam_prefix() {
+        assert_eq!(
+            aws(
+                "elasticfilesystem",
+                "GET",
+                "http://127.0.0.1:5000/2015-02-01/mount-targets?FileSystemId=fs-1",
+                &[],
+                ""
+            ),
+            "elasticfilesystem:DescribeMountTargets fs-1"
+        );
+        assert_eq!(
+            aws(
+                "elasticfilesystem",
+                "GET",
+                "https://elasticfilesystem.eu-west-1.amazonaws.com/2015-02-01/file-systems",
+                &[],
+                ""
+            ),
+            "elasticfilesystem:DescribeFileSystems "
+        );
+    }
+
+    #[test]
+    fn a_shared_endpoint_request_names_its_service_when_it_can() {
+        let with_target = |target: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-amz-target", target.parse().unwrap());
+            service_of_request(&"http://127.0.0.1:5000/".parse().unwrap(), &headers)
+        };
+        assert_eq!(with_target("AmazonSSM.SendCommand"), Some("ssm"));
+        assert_eq!(
+            with_target("AWSSimbaAPIService_v20180301.DescribeFileSystems"),
+            Some("fsx")
+        );
+        assert_eq!(with_target("DynamoDB_20120810.GetItem"), None);
+        let bare = |url: &str| service_of_request(&url.parse().unwrap(), &http::HeaderMap::new());
+        assert_eq!(
+            bare("http://127.0.0.1:5000/2015-02-01/file-systems"),
+            Some("elasticfilesystem")
+        );
+        assert_eq!(
+            bare("http://127.0.0.1:5000/?Action=DescribeInstances"),
+            None
+        );
+        assert_eq!(bare("http://127.0.0.1:5000/bucket/key"), None);
     }
 
     #[test]

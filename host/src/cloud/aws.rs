@@ -20,7 +20,7 @@ use wasmtime_wasi_http::WasiBody;
 use self::credentials::{AwsIdentities, RoleSession};
 use super::grant::AssumeRole;
 
-use super::actions::{aws_call, ActionList};
+use super::actions::{aws_call, service_of_request, ActionList};
 use crate::egress::hook::AuthorizeFuture;
 use crate::egress::memory::{buffer_body, HeldBody};
 use crate::egress::{
@@ -60,7 +60,7 @@ impl AwsEnvironment {
         let mut endpoint_overrides = Vec::new();
         if let Some(loader) = config.service_config() {
             for service in super::grant::AWS_SERVICES {
-                let id = service.to_ascii_uppercase();
+                let id = endpoint_service_id(service);
                 let Ok(key) = aws_types::service_config::ServiceConfigKey::builder()
                     .service_id(&id)
                     .env("AWS_ENDPOINT_URL")
@@ -85,7 +85,7 @@ impl AwsEnvironment {
         for service in super::grant::AWS_SERVICES {
             let specific = var(&format!(
                 "AWS_ENDPOINT_URL_{}",
-                service.to_ascii_uppercase()
+                endpoint_service_id(service)
             ));
             if let Some(url) = specific
                 .or_else(|| var("AWS_ENDPOINT_URL"))
@@ -108,6 +108,16 @@ impl AwsEnvironment {
             .iter()
             .find(|(s, _)| s == service)
             .map(|(_, u)| u.as_str())
+    }
+}
+
+/// The name a service has in `AWS_ENDPOINT_URL_<SERVICE>` and a profile's
+/// `services` section: its SDK service id, which for EFS is not its
+/// signing name (`AWS_ENDPOINT_URL_EFS`).
+fn endpoint_service_id(service: &str) -> String {
+    match service {
+        "elasticfilesystem" => "EFS".to_string(),
+        other => other.to_ascii_uppercase(),
     }
 }
 
@@ -281,8 +291,10 @@ impl AwsSigner {
             .or_else(|| from_host.as_ref().map(|(s, _)| s.clone()))
             .or_else(|| {
                 // An endpoint override serving several services (a local
-                // emulator): a JSON protocol request names its own.
-                json_target_service(request.headers()).filter(|s| self.services.contains(s))
+                // emulator): a JSON protocol or EFS request names its own.
+                service_of_request(request.uri(), request.headers())
+                    .map(str::to_string)
+                    .filter(|s| self.services.contains(s))
             })
             .unwrap_or_else(|| self.default_service.clone());
         let region = hint("x-irhost-aws-region")
@@ -415,26 +427,6 @@ impl AwsSigner {
         instructions.apply_to_request_http1x(request);
         Ok(signer.described)
     }
-}
-
-/// The service of an AWS JSON protocol request, from its `X-Amz-Target`
-/// prefix (`AmazonSSM.SendCommand` → `ssm`).
-fn json_target_service(headers: &http::HeaderMap) -> Option<String> {
-    const PREFIXES: &[(&str, &str)] = &[
-        ("AmazonSSM.", "ssm"),
-        ("TrentService.", "kms"),
-        ("Logs_20140328.", "logs"),
-        ("CloudTrail_20131101.", "cloudtrail"),
-        (
-            "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.",
-            "cloudtrail",
-        ),
-    ];
-    let target = headers.get("x-amz-target")?.to_str().ok()?;
-    PREFIXES
-        .iter()
-        .find(|(prefix, _)| target.starts_with(prefix))
-        .map(|(_, service)| service.to_string())
 }
 
 impl EgressAuthorizer for AwsSigner {

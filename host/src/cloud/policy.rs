@@ -95,6 +95,13 @@ fn aws_scope(plugin: &GrantedPlugin, action: &str) -> Scope {
                 "{action}: `*` because AWS requires it (Describe actions have no resource-level permissions)"
             )),
         ),
+        "elasticfilesystem" | "fsx" if name.starts_with("Describe") => (
+            vec!["*".into()],
+            None,
+            Some(format!(
+                "{action}: `*` because the plugin lists every file system of the account and region (it cannot name them beforehand)"
+            )),
+        ),
         "ec2" => match ec2_resources(name) {
             Some(arns) => {
                 let condition = (name == "ModifySnapshotAttribute")

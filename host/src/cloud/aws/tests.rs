@@ -217,4 +217,93 @@ fn endpoint_overrides_follow_the_aws_convention() {
     assert_eq!(env.endpoint_for("ec2"), Some("http://b:2"));
     assert_eq!(env.endpoint_for("s3"), Some("http://a:1"));
     assert_eq!(vars(&[]), AwsEnvironment::default());
+    // EFS's variable is named by its SDK id, not its signing name.
+    let env = vars(&[
+        ("AWS_ENDPOINT_URL", "http://a:1"),
+        ("AWS_ENDPOINT_URL_EFS", "http://e:3"),
+        ("AWS_ENDPOINT_URL_FSX", "http://f:4"),
+    ]);
+    assert_eq!(env.endpoint_for("elasticfilesystem"), Some("http://e:3"));
+    assert_eq!(env.endpoint_for("fsx"), Some("http://f:4"));
+}
+
+#[test]
+fn a_local_emulator_s_requests_are_signed_for_the_service_they_name() {
+    let signer = AwsSigner::new(
+        Arc::new(AwsIdentities::fixed(Credentials::new(
+            "AKID", "secret", None, None, "test",
+        ))),
+        &["ec2", "ssm", "elasticfilesystem", "fsx"],
+        "us-east-1",
+    )
+    .trusting(&["http://127.0.0.1:5000".to_string()])
+    .allowing(ActionList::new(vec![
+        "ec2:DescribeInstances".into(),
+        "elasticfilesystem:DescribeMountTargets".into(),
+        "fsx:DescribeFileSystems".into(),
+    ]));
+    let request = |method: &str, uri: &str, target: Option<&str>, body: &str| {
+        let mut builder = http::Request::builder().method(method).uri(uri);
+        if let Some(target) = target {
+            builder = builder
+                .header("x-amz-target", target)
+                .header("content-type", "application/x-amz-json-1.1");
+        } else if method == "POST" {
+            builder = builder.header("content-type", "application/x-www-form-urlencoded");
+        }
+        builder.body(Bytes::from(body.to_string())).unwrap()
+    };
+    let efs = request(
+        "GET",
+        "http://127.0.0.1:5000/2015-02-01/mount-targets?FileSystemId=fs-1",
+        None,
+        "",
+    );
+    assert_eq!(
+        signer.scope(&efs),
+        ("elasticfilesystem".to_string(), "us-east-1".to_string())
+    );
+    assert_eq!(
+        signer.check(&efs).unwrap().action,
+        "elasticfilesystem:DescribeMountTargets"
+    );
+    let fsx = request(
+        "POST",
+        "http://127.0.0.1:5000/",
+        Some("AWSSimbaAPIService_v20180301.DescribeFileSystems"),
+        "{}",
+    );
+    assert_eq!(signer.scope(&fsx).0, "fsx");
+    assert_eq!(
+        signer.check(&fsx).unwrap().action,
+        "fsx:DescribeFileSystems"
+    );
+    let ec2 = request(
+        "POST",
+        "http://127.0.0.1:5000/",
+        None,
+        "Action=DescribeInstances&Version=2016-11-15",
+    );
+    assert_eq!(signer.scope(&ec2).0, "ec2");
+    // A granted service, but not the granted action.
+    let efs_write = request(
+        "POST",
+        "http://127.0.0.1:5000/2015-02-01/mount-targets",
+        None,
+        "{}",
+    );
+    let err = signer.check(&efs_write).unwrap_err();
+    assert!(
+        err.contains("elasticfilesystem:CreateMountTarget is not in the plugin's grant"),
+        "{err}"
+    );
+    // A service not granted is not signed for, whatever the request says.
+    let ec2_only = AwsSigner::new(
+        Arc::new(AwsIdentities::fixed(Credentials::new(
+            "AKID", "secret", None, None, "test",
+        ))),
+        &["ec2"],
+        "us-east-1",
+    );
+    assert_eq!(ec2_only.scope(&efs).0, "ec2");
 }
