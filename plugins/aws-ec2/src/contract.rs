@@ -1,5 +1,5 @@
 //! What this plugin declares in `describe`: its verbs, what each does to
-//! the instance, and the EC2 and SSM API actions each calls (the host refuses it
+//! the instance, and the EC2, SSM, EFS and FSx API actions each calls (the host refuses it
 //! any other; the playbook's grant must allow them).
 
 use irhost_plugin_sdk::prelude::*;
@@ -43,12 +43,18 @@ pub fn plugin_info() -> PluginInfo {
         .action(
             "enumerate-interfaces",
             Effect::Reads,
-            "every ENI with addresses, Elastic IPs, subnet, VPC, security-group rules and exposed ports",
+            "every ENI with addresses, Elastic IPs, subnet, VPC, security-group rules and exposed ports; shared storage: multi-attach EBS volumes, EFS mount targets and FSx file systems in its subnets",
         )
         .calls(Effect::Reads, LOOKUP)
         .calls(
             Effect::Reads,
-            &["ec2:DescribeSecurityGroups", "ec2:DescribeVolumes"],
+            &[
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeVolumes",
+                "elasticfilesystem:DescribeFileSystems",
+                "elasticfilesystem:DescribeMountTargets",
+                "fsx:DescribeFileSystems",
+            ],
         )
         .action(
             "isolate",

@@ -1,8 +1,8 @@
 //! enumerate-interfaces: every ENI of the instance with its addresses,
 //! security groups (ingress and egress rules) and the ports they expose,
-//! and the storage it shares with other machines (multi-attach EBS
-//! volumes). EFS and FSx mount targets are not listed yet: irhost cannot
-//! name their REST actions at the egress.
+//! and the storage it shares with other machines: multi-attach EBS
+//! volumes, and the EFS mount targets and FSx file systems in its subnets
+//! ([`crate::filesystems`], whose failures are reported, not fatal).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,7 +44,8 @@ pub async fn enumerate(ec2: &Ec2, target: &Target) -> Result<InterfaceInventory,
         interfaces.len(),
         groups.len()
     ));
-    let shared_storage = shared_volumes(ec2, &instance).await?;
+    let mut shared_storage = shared_volumes(ec2, &instance).await?;
+    shared_storage.extend(crate::filesystems::shared_file_systems(ec2, target, &enis).await?);
     Ok(InterfaceInventory {
         interfaces,
         exposed,

@@ -24,6 +24,7 @@ mod agent_reach;
 mod aws;
 mod contract;
 mod describe;
+mod filesystems;
 mod inventory;
 mod isolate;
 mod memory;
