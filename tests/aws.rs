@@ -348,3 +348,161 @@ fn throttling_is_reported_as_throttled_and_backed_off_by_the_engine() {
         }
     ));
 }
+
+/// The `shared_storage` records of `kind` in an interfaces step's output.
+fn shared_of<'a>(interfaces: &'a Value, kind: &str) -> Vec<&'a Value> {
+    interfaces["shared_storage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == kind)
+        .collect()
+}
+
+/// A record's attribute (attributes are `[key, value]` pairs).
+fn attribute<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
+    record["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|kv| kv[0] == key)
+        .map(|kv| s(&kv[1]))
+}
+
+#[test]
+fn efs_mount_targets_and_fsx_file_systems_in_the_instance_s_subnets_are_shared_storage() {
+    let moto = Moto::start();
+    let seeded = moto.seed("shared-storage");
+    let iid = s(&seeded["instance"]);
+    let ws = Workspace::new();
+    // The shipped playbook: its grant covers the verb's EFS and FSx reads.
+    let out = run_compromise(&moto, &ws, "ir-7", &[iid]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let records = ws.journal("ir-7");
+    let interfaces = step_values(&records, &format!("aws:{iid}"), "interfaces");
+    assert!(shared_of(&interfaces, "unread").is_empty(), "{interfaces}");
+
+    // EFS: the mount target in the instance's subnet, not the one of the
+    // same file system in the other subnet, nor the file system only there.
+    let efs = shared_of(&interfaces, "efs-mount-target");
+    assert_eq!(efs.len(), 1, "{interfaces}");
+    let mt = efs[0];
+    let seeded_mt = &seeded["efs"]["shared_a"];
+    assert_eq!(mt["id"], seeded["efs"]["shared"]);
+    assert_eq!(
+        mt["endpoints"],
+        serde_json::json!([seeded_mt["id"], seeded_mt["ip"]])
+    );
+    assert_eq!(mt["attached_to"], serde_json::json!([iid]));
+    assert_eq!(attribute(mt, "mount-target-id"), seeded_mt["id"].as_str());
+    assert_eq!(attribute(mt, "subnet"), seeded["subnets"]["a"].as_str());
+    assert_eq!(attribute(mt, "availability-zone"), Some("us-east-1a"));
+    assert_eq!(attribute(mt, "lifecycle-state"), Some("available"));
+    assert_eq!(attribute(mt, "file-system-name"), Some("shared"));
+    assert_eq!(
+        attribute(mt, "network-interface"),
+        seeded_mt["eni"].as_str()
+    );
+    assert_eq!(
+        attribute(mt, "security-groups"),
+        seeded["groups"]["nfs"].as_str()
+    );
+
+    // FSx: the file system in the instance's subnet, at its DNS name and
+    // its ENI's address.
+    let fsx = shared_of(&interfaces, "fsx");
+    assert_eq!(fsx.len(), 1, "{interfaces}");
+    let fs = fsx[0];
+    let scratch = &seeded["fsx"]["scratch"];
+    assert_eq!(fs["id"], scratch["id"]);
+    let mut endpoints = vec![scratch["dns"].clone()];
+    endpoints.extend(scratch["ips"].as_array().unwrap().iter().cloned());
+    assert_eq!(fs["endpoints"], Value::Array(endpoints));
+    assert_eq!(fs["attached_to"], serde_json::json!([iid]));
+    assert_eq!(attribute(fs, "file-system-type"), Some("LUSTRE"));
+    assert_eq!(attribute(fs, "storage-capacity-gib"), Some("1200"));
+    assert_eq!(attribute(fs, "lifecycle"), Some("AVAILABLE"));
+    assert_eq!(attribute(fs, "deployment-type"), Some("SCRATCH_2"));
+    assert_eq!(
+        attribute(fs, "security-groups"),
+        seeded["groups"]["nfs"].as_str()
+    );
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::PluginLog { step, message, .. }
+            if step == "interfaces" && message.contains("1 EFS mount target(s), 1 FSx file system(s)"))));
+}
+
+#[test]
+fn a_responder_who_may_not_read_efs_or_fsx_still_gets_the_interfaces() {
+    let moto = Moto::launch_with(&["--iam-auth"]);
+    let seeded = moto.seed("shared-storage");
+    let iid = s(&seeded["instance"]);
+    let keys = moto.fixture(&["iam-user", "ir-ec2-only", "ec2:*"]);
+    moto.enforce_iam();
+    let ws = Workspace::new();
+    let pb = ws.playbook(
+        "interfaces.toml",
+        &format!(
+            r#"[playbook]
+name = "interfaces"
+
+[plugins.ec2]
+path = "{}"
+limits = {{ memory_mb = 256, cpu_ms = 20000, timeout = "2m" }}
+
+[plugins.ec2.cloud]
+aws = [
+    "ec2:DescribeInstances",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVolumes",
+    "elasticfilesystem:DescribeFileSystems",
+    "elasticfilesystem:DescribeMountTargets",
+    "fsx:DescribeFileSystems",
+]
+
+[[steps]]
+id = "interfaces"
+plugin = "ec2"
+action = "enumerate-interfaces"
+"#,
+            repo_root().join("plugins/dist/aws-ec2.wasm").display()
+        ),
+    );
+    let target = format!("aws:{iid}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args(["run", pb.to_str().unwrap(), "--target", &target])
+        .args(["--case", "ir-8"])
+        .current_dir(ws.path())
+        .env("IRHOST_CASES_DIR", ws.cases())
+        .env("IRHOST_CACHE_DIR", shared_cache())
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("AWS_ACCESS_KEY_ID", s(&keys["access_key_id"]))
+        .env("AWS_SECRET_ACCESS_KEY", s(&keys["secret_access_key"]))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let records = ws.journal("ir-8");
+    let interfaces = step_values(&records, &target, "interfaces");
+    assert_eq!(interfaces["interfaces"].as_array().unwrap().len(), 1);
+    assert!(shared_of(&interfaces, "efs-mount-target").is_empty());
+    assert!(shared_of(&interfaces, "fsx").is_empty());
+    // What could not be read is in the inventory and the journal.
+    let unread = shared_of(&interfaces, "unread");
+    let ids: Vec<&str> = unread.iter().map(|u| s(&u["id"])).collect();
+    assert_eq!(ids, ["elasticfilesystem", "fsx"], "{interfaces}");
+    for u in &unread {
+        assert_eq!(attribute(u, "error-kind"), Some("denied"), "{u}");
+    }
+    for what in ["EFS mount targets not read", "FSx file systems not read"] {
+        assert!(
+            records.iter().any(|r| matches!(&r.event,
+                RunEvent::PluginLog { level, message, .. } if level == "warn" && message.contains(what))),
+            "no warning: {what}"
+        );
+    }
+}

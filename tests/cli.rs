@@ -795,6 +795,22 @@ fn plan_policy_prints_the_least_privilege_of_the_shipped_playbooks() {
         statement("s3:PutObject").unwrap()["Resource"],
         serde_json::json!(["arn:aws:s3:::ir-evidence-vault/*"])
     );
+    // enumerate-interfaces' shared storage: EFS and FSx reads, on every
+    // file system of the account (the plugin cannot name them beforehand).
+    for action in [
+        "elasticfilesystem:DescribeFileSystems",
+        "elasticfilesystem:DescribeMountTargets",
+        "fsx:DescribeFileSystems",
+    ] {
+        assert_eq!(
+            statement(action).unwrap_or_else(|| panic!("{action}: {actions:?}"))["Resource"],
+            serde_json::json!(["*"])
+        );
+    }
+    assert!(doc["notes"].as_array().unwrap().iter().any(|n| n
+        .as_str()
+        .unwrap()
+        .starts_with("fsx:DescribeFileSystems: `*`")));
     assert!(doc["azure"].is_null());
     assert!(doc["notes"]
         .as_array()

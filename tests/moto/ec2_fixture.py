@@ -21,6 +21,12 @@ Scenarios:
   two-vpcs    two instances in two VPCs
   stopped     one stopped instance
   fleet:N     N single-ENI instances with one extra volume each
+  shared-storage
+              one instance in subnet a of a VPC with subnets a and b (two
+              zones); EFS "shared" with mount targets in a (group nfs) and b,
+              EFS "elsewhere" with one only in b; FSx Lustre "scratch" in a,
+              FSx Lustre "other" in b: what the instance's subnets reach is
+              shared's mount target in a and scratch
 """
 
 import json
@@ -32,7 +38,7 @@ import boto3
 REGION = os.environ.get("IRHOST_FIXTURE_REGION", "us-east-1")
 
 
-def client(endpoint):
+def client(endpoint, service="ec2"):
     keys = {
         "aws_access_key_id": os.environ.get("IRHOST_FIXTURE_KEY_ID", "testing"),
         "aws_secret_access_key": os.environ.get("IRHOST_FIXTURE_SECRET", "testing"),
@@ -48,7 +54,7 @@ def client(endpoint):
             "aws_secret_access_key": assumed["SecretAccessKey"],
             "aws_session_token": assumed["SessionToken"],
         }
-    return boto3.client("ec2", region_name=REGION, endpoint_url=endpoint, **keys)
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint, **keys)
 
 
 def ami(ec2):
@@ -137,6 +143,8 @@ def seed(endpoint, scenario):
         iid = instance(ec2, subnets[0], [web], 1, "stopped")
         ec2.stop_instances(InstanceIds=[iid])
         out = {"instance": iid, "vpc": vpc}
+    elif scenario == "shared-storage":
+        out = shared_storage(endpoint, ec2)
     elif scenario.startswith("fleet:"):
         n = int(scenario.split(":")[1])
         vpc, subnets, web = vpc_with_subnets(ec2, "10.50.0.0/16", 1)
@@ -144,6 +152,56 @@ def seed(endpoint, scenario):
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(out))
+
+
+def shared_storage(endpoint, ec2):
+    """The shared-storage scenario (see the module doc)."""
+    vpc = ec2.create_vpc(CidrBlock="10.70.0.0/16")["Vpc"]["VpcId"]
+    a, b = (
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.70.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        for i, zone in ((1, "a"), (2, "b"))
+    )
+    web = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
+    nfs = ec2.create_security_group(GroupName="nfs", Description="nfs", VpcId=vpc)["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=nfs,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "UserIdGroupPairs": [{"GroupId": web}]}],
+    )
+    iid = instance(ec2, a, [web], 1, "nfs-client")
+    efs = client(endpoint, "efs")
+    shared = efs.create_file_system(CreationToken="shared", Tags=[{"Key": "Name", "Value": "shared"}])["FileSystemId"]
+    elsewhere = efs.create_file_system(CreationToken="elsewhere", Tags=[{"Key": "Name", "Value": "elsewhere"}])["FileSystemId"]
+    in_a = efs.create_mount_target(FileSystemId=shared, SubnetId=a, SecurityGroups=[nfs])
+    in_b = efs.create_mount_target(FileSystemId=shared, SubnetId=b)
+    elsewhere_b = efs.create_mount_target(FileSystemId=elsewhere, SubnetId=b)
+    fsx = client(endpoint, "fsx")
+
+    def lustre(subnet, name):
+        return fsx.create_file_system(
+            FileSystemType="LUSTRE", StorageCapacity=1200, StorageType="SSD", SubnetIds=[subnet],
+            SecurityGroupIds=[nfs], LustreConfiguration={"DeploymentType": "SCRATCH_2"},
+            Tags=[{"Key": "Name", "Value": name}],
+        )["FileSystem"]
+
+    scratch = lustre(a, "scratch")
+    other = lustre(b, "other")
+    scratch_ips = [
+        e["PrivateIpAddress"]
+        for e in ec2.describe_network_interfaces(NetworkInterfaceIds=scratch["NetworkInterfaceIds"])["NetworkInterfaces"]
+    ]
+    return {
+        "instance": iid, "vpc": vpc, "subnets": {"a": a, "b": b}, "groups": {"web": web, "nfs": nfs},
+        "efs": {
+            "shared": shared, "elsewhere": elsewhere,
+            "shared_a": {"id": in_a["MountTargetId"], "ip": in_a["IpAddress"], "eni": in_a["NetworkInterfaceId"]},
+            "shared_b": {"id": in_b["MountTargetId"], "ip": in_b["IpAddress"]},
+            "elsewhere_b": {"id": elsewhere_b["MountTargetId"], "ip": elsewhere_b["IpAddress"]},
+        },
+        "fsx": {
+            "scratch": {"id": scratch["FileSystemId"], "dns": scratch["DNSName"], "ips": scratch_ips},
+            "other": {"id": other["FileSystemId"]},
+        },
+    }
 
 
 def vpc_endpoints(endpoint, vpc, subnet, services):

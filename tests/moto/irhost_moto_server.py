@@ -1,4 +1,4 @@
-"""Start moto's EC2/S3 server on loopback with one fidelity fix, for irhost's tests.
+"""Start moto's EC2/S3 server on loopback with fidelity fixes, for irhost's tests.
 
 On AWS an instance's security groups are its primary network interface's
 groups, and every other interface has only its own. Stock moto (5.2.x):
@@ -11,8 +11,17 @@ groups, and every other interface has only its own. Stock moto (5.2.x):
      ModifyInstanceAttribute GroupId).
 
 So a correct per-ENI isolation never looks complete there. With --fix-eni-groups
-(the default) this launcher patches exactly these two behaviours and nothing
-else; --stock starts moto unchanged (tests use it to show the difference).
+(the default) this launcher patches exactly these two behaviours; --stock
+starts moto unchanged (tests use it to show the difference).
+
+Also by default (not with --stock), FSx file systems get what AWS gives them
+and stock moto's FSx (5.2.x) does not: CreateFileSystem makes one ENI per
+subnet in SubnetIds (a free address of the subnet, the SecurityGroupIds,
+description "ENI for FSx file system fs-..."), and DescribeFileSystems (and
+CreateFileSystem's answer) then carry NetworkInterfaceIds, VpcId (the first
+subnet's) and Lifecycle AVAILABLE. Patched: FSxBackend.create_file_system
+(wrapped) and FileSystem.to_dict (wrapped). moto's EFS already makes a mount
+target's ENI.
 
 For tests of throttling (which moto never does), --throttle Action:N makes
 the first N calls of an EC2 action fail with RequestLimitExceeded, as AWS
@@ -215,6 +224,45 @@ def apply_eni_group_fix() -> None:
         return instance
 
     InstanceBackend.modify_instance_security_groups = modify_instance_security_groups
+
+
+def apply_fsx_network_fix() -> None:
+    from moto.ec2 import ec2_backends
+    from moto.fsx.models import FileSystem, FSxBackend
+
+    create = FSxBackend.create_file_system
+
+    def create_file_system(self, *args, **kwargs):
+        file_system = create(self, *args, **kwargs)
+        ec2 = ec2_backends[self.account_id][self.region_name]
+        file_system.network_interface_ids = []
+        file_system.vpc_id = None
+        for subnet_id in file_system.subnet_ids or []:
+            subnet = ec2.get_subnet(subnet_id)
+            file_system.vpc_id = file_system.vpc_id or subnet.vpc_id
+            eni = ec2.create_network_interface(
+                subnet,
+                [subnet.get_available_subnet_ip(file_system)],
+                group_ids=file_system.security_group_ids or None,
+                description=f"ENI for FSx file system {file_system.file_system_id}",
+            )
+            file_system.network_interface_ids.append(eni.id)
+        return file_system
+
+    FSxBackend.create_file_system = create_file_system
+
+    to_dict = FileSystem.to_dict
+
+    def file_system_dict(self):
+        out = to_dict(self)
+        out["Lifecycle"] = "AVAILABLE"
+        if getattr(self, "network_interface_ids", None):
+            out["NetworkInterfaceIds"] = list(self.network_interface_ids)
+        if getattr(self, "vpc_id", None):
+            out["VpcId"] = self.vpc_id
+        return out
+
+    FileSystem.to_dict = file_system_dict
 
 
 def inject_throttling(spec: str) -> None:
@@ -1542,7 +1590,7 @@ class SsmAgentModel:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--stock", action="store_true", help="do not apply the ENI group fix")
+    parser.add_argument("--stock", action="store_true", help="do not apply the ENI group and FSx network fixes")
     parser.add_argument("--throttle", action="append", default=[], metavar="ACTION:N")
     parser.add_argument("--s3-slowdown", default=None, metavar="[SKIP:]N",
                         help="after SKIP S3 PutObject calls, the next N answer 503 SlowDown")
@@ -1568,6 +1616,7 @@ def main() -> None:
 
     if not args.stock:
         apply_eni_group_fix()
+        apply_fsx_network_fix()
     for spec in args.throttle:
         inject_throttling(spec)
     if args.s3_slowdown:
