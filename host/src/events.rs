@@ -27,6 +27,10 @@ pub enum RunEvent {
         playbook: String,
         playbook_sha256: String,
         targets: Vec<String>,
+        /// The targets whole (region, account, attributes), so that
+        /// `irhost resume` runs the same ones.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        target_specs: Vec<crate::target::TargetSpec>,
         concurrency: usize,
         /// Run-wide parameters (see `engine::RunOptions::params`).
         #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
@@ -183,6 +187,22 @@ pub enum RunEvent {
         failed: usize,
         duration_ms: u64,
     },
+    /// The journal's torn last line (a write cut by a power loss or a full
+    /// disk) was cut off when the case was opened again; the chain goes on
+    /// from the last whole record. The bytes are kept at `saved_as`.
+    Repair {
+        removed_bytes: u64,
+        removed_sha256: String,
+        records_kept: u64,
+        saved_as: String,
+    },
+    /// `irhost resume`: the step is not run again, its success for this
+    /// playbook is journaled at `seq`; its output is its dependents' input.
+    StepResumed {
+        target: String,
+        step: String,
+        seq: u64,
+    },
     /// The case is about to be sealed: this record is the last one the
     /// manifest (`manifest`, relative to the case directory) covers.
     CaseSealed {
@@ -286,6 +306,7 @@ impl RunEvent {
             | RunEvent::StepRetrying { target, .. }
             | RunEvent::StepFinished { target, .. }
             | RunEvent::StepSkipped { target, .. }
+            | RunEvent::StepResumed { target, .. }
             | RunEvent::PluginLog { target, .. }
             | RunEvent::PluginProgress { target, .. }
             | RunEvent::EgressDenied { target, .. }

@@ -38,6 +38,9 @@ pub struct TargetArgs {
 pub enum Command {
     /// Run a playbook against targets
     Run(RunArgs),
+    /// Continue a case after a crash: the steps its journal shows done are
+    /// not run again, the rest run, the case is sealed again
+    Resume(ResumeArgs),
     /// Create an Ed25519 key pair for signing case manifests
     Keygen {
         /// Writes PREFIX.key (private, mode 0600) and PREFIX.pub
@@ -155,6 +158,29 @@ pub struct RunArgs {
     pub json: bool,
     /// Ed25519 private key (PKCS#8 PEM, from `irhost keygen`) that signs
     /// the case manifest; without one the case is sealed unsigned
+    #[arg(long, value_name = "FILE", env = "IRHOST_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+}
+
+/// The arguments of `irhost resume`.
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// The case to continue
+    pub case: CaseId,
+    /// Where case directories are written
+    #[arg(long, default_value = "cases", env = "IRHOST_CASES_DIR")]
+    pub cases_dir: PathBuf,
+    /// The playbook, when it is no longer where the case's run read it (it
+    /// must be the same file: its sha256 is checked against the journal's)
+    #[arg(long, value_name = "FILE")]
+    pub playbook: Option<PathBuf>,
+    /// Targets processed at once [default: the case's last run's]
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// One JSON event per line on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Ed25519 private key that signs the new manifest
     #[arg(long, value_name = "FILE", env = "IRHOST_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
 }

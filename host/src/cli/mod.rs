@@ -1,7 +1,7 @@
 //! The `irhost` command line: run, validate and plan playbooks, inspect
 //! plugins, watch events (`watch`), serve the HTTP API (`serve`), all
-//! through the [facade](crate::facade); keygen, verify, show and export
-//! cases. Exit codes: 0 every target (or every run a watch started)
+//! through the [facade](crate::facade); resume a case after a crash;
+//! keygen, verify, show and export cases. Exit codes: 0 every target (or every run a watch started)
 //! succeeded, or the case verified; 1 some failed (or verification failed);
 //! 2 invalid input (nothing was run).
 //!
@@ -14,6 +14,7 @@ mod display;
 mod doctor;
 mod plan;
 mod plugin;
+mod resume;
 mod run;
 mod serve;
 mod watch;
@@ -107,6 +108,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Watch(args) => watch::watch(host()?, args).await,
         Command::Serve(args) => serve::serve(host()?, args).await,
         Command::Run(args) => run::run(&host()?, args).await,
+        Command::Resume(args) => resume::resume(&host()?, args).await,
     }
 }
 

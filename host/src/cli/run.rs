@@ -10,7 +10,7 @@ use super::display::{print_summary, RunDisplay};
 use super::plan::{collect_targets, print_plan};
 use super::{exit_code, Failure};
 use crate::custody;
-use crate::facade::{CaseLockError, Host, RunOptions, StartError};
+use crate::facade::{CaseLockError, Host, RunHandle, RunOptions, StartError};
 
 pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure> {
     let signing_key = args
@@ -29,13 +29,17 @@ pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure
     let mut options = RunOptions::new(args.case.clone(), args.cases_dir.clone(), args.concurrency);
     options.signing_key = signing_key;
     options.params = params(&args.params)?;
-    let run = host.start(plan, targets, options).map_err(|e| match e {
-        StartError::Params(_) | StartError::Case(CaseLockError::Held { .. }) => {
-            Failure::Invalid(e.to_string())
-        }
-        StartError::Case(CaseLockError::Io(_)) => Failure::Runtime(e.to_string()),
-    })?;
-    let display = RunDisplay::new(args.json, run_targets);
+    let run = host.start(plan, targets, options).map_err(start_failure)?;
+    follow(run, args.json, run_targets).await
+}
+
+/// Show a started run's records as they are written, then its summary.
+pub(super) async fn follow(
+    run: RunHandle,
+    json: bool,
+    targets: usize,
+) -> Result<ExitCode, Failure> {
+    let display = RunDisplay::new(json, targets);
     let mut events = run.events();
     while let Some(record) = events.next().await {
         display.show(&record);
@@ -45,10 +49,20 @@ pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure
         .await
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
     display.finish();
-    if !args.json {
+    if !json {
         print_summary(&summary);
     }
     Ok(exit_code(summary.all_succeeded()))
+}
+
+/// Why a run did not start, as a failure of the command.
+pub(super) fn start_failure(e: StartError) -> Failure {
+    match e {
+        StartError::Params(_) | StartError::Case(CaseLockError::Held { .. }) => {
+            Failure::Invalid(e.to_string())
+        }
+        StartError::Case(CaseLockError::Io(_)) => Failure::Runtime(e.to_string()),
+    }
 }
 
 /// `--param NAME=VALUE` as run parameters (typed by the playbook's inputs

@@ -107,6 +107,7 @@ fn journal_start(
         playbook: plan.playbook.source.file().display().to_string(),
         playbook_sha256: plan.playbook.sha256.clone(),
         targets: targets.iter().map(TargetSpec::label).collect(),
+        target_specs: targets.to_vec(),
         concurrency: options.concurrency,
         params: options.params.clone(),
     });

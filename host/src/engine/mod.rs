@@ -9,12 +9,15 @@
 //! - [`step`]: one step on one target, with retries (exponential backoff
 //!   and jitter that honour a throttled plugin's retry-after), its
 //!   artifacts stored in the case;
-//! - [`sealed`]: the sealed-phase steps, once, on the sealed case.
+//! - [`sealed`]: the sealed-phase steps, once, on the sealed case;
+//! - [`resume`]: what a case's journal says is already done, which
+//!   `irhost resume` does not run again.
 //!
 //! Every event goes to the case journal through a
 //! [`CaseRecorder`](crate::journal::CaseRecorder).
 
 pub mod lifecycle;
+pub mod resume;
 pub mod scheduler;
 pub mod sealed;
 pub mod step;
@@ -48,6 +51,9 @@ pub struct RunOptions {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Signs the case manifest at the end of the run; `None` seals unsigned.
     pub signing_key: Option<crate::custody::keys::SigningKey>,
+    /// `irhost resume`: the steps already done on each target, not run
+    /// again (`None`: every step runs, as `irhost run` does).
+    pub resumed: Option<Arc<resume::DoneSteps>>,
 }
 
 impl RunOptions {
@@ -59,6 +65,7 @@ impl RunOptions {
             run_id: uuid::Uuid::new_v4().to_string(),
             params: serde_json::Map::new(),
             signing_key: None,
+            resumed: None,
         }
     }
 

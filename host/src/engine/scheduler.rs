@@ -3,7 +3,8 @@
 //! dependency failed (without `on_error = "continue"`) or was skipped is
 //! skipped, and a mutating step runs only after a snapshot step succeeded
 //! (and `stop`, when the playbook captures memory, after a capture did)
-//! on the same target (the preservation rule, at run time).
+//! on the same target (the preservation rule, at run time). Under
+//! `irhost resume`, a step the journal shows done is not run again.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,10 +35,12 @@ pub(super) async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> Targ
     let steps = &ctx.plan.steps;
     let mut states: Vec<StepState> = (0..steps.len())
         .map(|i| {
-            if ctx.plan.applies(i, &target.provider) {
-                StepState::Pending
-            } else {
+            if !ctx.plan.applies(i, &target.provider) {
                 StepState::NotApplicable
+            } else if let Some(done) = resumed(&ctx, &label, &steps[i]) {
+                StepState::Done(done)
+            } else {
+                StepState::Pending
             }
         })
         .collect();
@@ -96,6 +99,29 @@ pub(super) async fn run_target(ctx: Arc<RunContext>, target: TargetSpec) -> Targ
         })
         .collect();
     finish_target(&ctx, label, started, outcomes)
+}
+
+/// A step `irhost resume` does not run again: journaled as resumed, its
+/// outcome the one the journal holds.
+fn resumed(ctx: &RunContext, label: &str, step: &PlannedStep) -> Option<StepOutcome> {
+    let done = ctx
+        .options
+        .resumed
+        .as_ref()?
+        .get(&(label.to_string(), step.spec.id.clone()))?;
+    ctx.recorder.emit(RunEvent::StepResumed {
+        target: label.to_string(),
+        step: step.spec.id.clone(),
+        seq: done.seq,
+    });
+    Some(StepOutcome {
+        id: step.spec.id.clone(),
+        status: Status::Succeeded,
+        attempts: 0,
+        error: None,
+        on_error: step.spec.on_error,
+        data: Some(done.data.clone()),
+    })
 }
 
 /// Journal a target's end (`target_finished`, naming the steps that count

@@ -56,6 +56,7 @@ use crate::runtime::{PluginRuntime, PluginSource};
 use crate::target::TargetSpec;
 
 pub use crate::cloud::doctor::{Check as DoctorCheck, Verdict as DoctorVerdict};
+pub use crate::engine::resume::{read_progress, CaseProgress};
 pub use crate::engine::{RunOptions, RunSummary, StepOutcome, TargetOutcome};
 pub use crate::journal::CaseLockError;
 pub use crate::plan::{PlannedStep, PlaybookPlan, TargetsError};
