@@ -86,7 +86,7 @@ impl CaseJournal {
         } else {
             None
         };
-        let journal = Self::open_whole(path, case_id, durability)?;
+        let journal = Self::open_whole(path.clone(), case_id, durability)?;
         if let Some(torn) = torn {
             tracing::warn!(
                 journal = %path.display(),

@@ -19,7 +19,8 @@ use aws_sdk_ec2::types::{
 use irhost_plugin_sdk::prelude::*;
 
 use crate::aws::{
-    filter, now_rfc3339, state_name, tag, tag_spec, Ec2, TAG_CASE, TAG_PREVIOUS_GROUPS, TAG_ROLE,
+    filter, now_rfc3339, state_name, tag, tag_spec, tag_value, Ec2, TAG_CASE, TAG_PREVIOUS_GROUPS,
+    TAG_ROLE,
 };
 use crate::inventory::rules_of;
 
@@ -493,19 +494,24 @@ pub async fn isolate(ec2: &Ec2, target: &Target) -> Result<IsolationRecord, Plug
                 Vec::new()
             })
         } else {
-            // Record before changing anything.
-            ec2.client
-                .create_tags()
-                .resources(eni_id)
-                .set_tags(Some(
-                    previous_group_tags(&foreign)
-                        .into_iter()
-                        .chain([tag(TAG_CASE, &case)])
-                        .collect(),
-                ))
-                .send()
-                .await
-                .map_err(|e| ec2.err("CreateTags", e))?;
+            // Record before changing anything (once: a run cut after the
+            // tag and before the change finds it already written).
+            let recorded = tagged_previous(eni).as_deref() == Some(foreign.as_slice())
+                && tag_value(eni.tag_set(), TAG_CASE) == Some(case.as_str());
+            if !recorded {
+                ec2.client
+                    .create_tags()
+                    .resources(eni_id)
+                    .set_tags(Some(
+                        previous_group_tags(&foreign)
+                            .into_iter()
+                            .chain([tag(TAG_CASE, &case)])
+                            .collect(),
+                    ))
+                    .send()
+                    .await
+                    .map_err(|e| ec2.err("CreateTags", e))?;
+            }
             foreign
         };
         let names: Vec<&str> = eni

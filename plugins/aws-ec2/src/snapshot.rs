@@ -285,6 +285,20 @@ pub async fn case_snapshots(
     Ok(snapshots)
 }
 
+/// Tag a snapshot with its volume and device (they differ per snapshot, so
+/// snapshots are tagged one by one).
+async fn tag_snapshot(ec2: &Ec2, sid: &str, volume: &str, device: &str) -> Result<(), PluginError> {
+    ec2.client
+        .create_tags()
+        .resources(sid)
+        .tags(tag(TAG_VOLUME, volume))
+        .tags(tag(TAG_DEVICE, device))
+        .send()
+        .await
+        .map_err(|e| ec2.err("CreateTags", e))?;
+    Ok(())
+}
+
 async fn ebs_snapshots(
     ec2: &Ec2,
     target: &Target,
@@ -313,9 +327,18 @@ async fn ebs_snapshots(
 
     let mut created: BTreeMap<String, (String, bool)> = BTreeMap::new(); // volume -> (snapshot, reused)
     for (volume, s) in &existing {
-        if let Some(sid) = s.snapshot_id() {
-            created.insert(volume.clone(), (sid.to_string(), true));
+        let Some(sid) = s.snapshot_id() else { continue };
+        // A run cut between CreateSnapshots and the per-snapshot tags left
+        // them off: add what is missing, once.
+        if tag_value(s.tags(), TAG_VOLUME).is_none() || tag_value(s.tags(), TAG_DEVICE).is_none() {
+            let device = volumes
+                .iter()
+                .find(|v| v.id == *volume)
+                .map(|v| v.device.as_str())
+                .unwrap_or_default();
+            tag_snapshot(ec2, sid, volume, device).await?;
         }
+        created.insert(volume.clone(), (sid.to_string(), true));
     }
     if !missing.is_empty() {
         let time = now_rfc3339();
@@ -361,15 +384,7 @@ async fn ebs_snapshots(
                 .find(|v| v.id == vol)
                 .map(|v| v.device.as_str())
                 .unwrap_or_default();
-            // Volume and device differ per snapshot, so they are tagged one by one.
-            ec2.client
-                .create_tags()
-                .resources(sid)
-                .tags(tag(TAG_VOLUME, vol))
-                .tags(tag(TAG_DEVICE, device))
-                .send()
-                .await
-                .map_err(|e| ec2.err("CreateTags", e))?;
+            tag_snapshot(ec2, sid, vol, device).await?;
             created.insert(vol.to_string(), (sid.to_string(), false));
         }
     } else {
