@@ -294,7 +294,7 @@ fn deleted_reordered_and_truncated_records_are_named() {
 }
 
 #[test]
-fn a_torn_last_line_is_truncated_never_valid_and_refused_for_appending() {
+fn a_torn_last_line_is_never_valid_until_a_run_cuts_it_off_with_a_repair_record() {
     let ws = Workspace::new();
     let (case, private, public) = signed_case(&ws);
     let n = journal_lines(&case).len();
@@ -332,8 +332,50 @@ fn a_torn_last_line_is_truncated_never_valid_and_refused_for_appending() {
             private.to_str().unwrap(),
         ],
     );
+    // A run on the case cuts the torn line off (a `repair` record, the
+    // bytes kept), continues the chain, and the case verifies again; the
+    // earlier seal still covers its records.
+    assert_eq!(code, 0, "{out}");
+    let records = ws_journal(&case);
+    match &records[n].event {
+        RunEvent::Repair {
+            records_kept,
+            saved_as,
+            ..
+        } => {
+            assert_eq!(*records_kept, n as u64);
+            assert!(std::fs::read_to_string(saved_as)
+                .unwrap()
+                .starts_with(&format!("{{\"seq\":{n},")));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (code, out) = verify(&ws, &case, Some(&public));
+    assert_eq!(code, 0, "{out}");
+    // A journal broken before its last line is still refused.
+    let text = std::fs::read_to_string(case.join("journal.jsonl")).unwrap();
+    std::fs::write(
+        case.join("journal.jsonl"),
+        text.replacen("\"seq\":1,", "\"seq\":7,", 1) + "{\"torn",
+    )
+    .unwrap();
+    let (code, out) = run(
+        &ws,
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--target",
+            "test:z",
+            "--case",
+            "c1",
+        ],
+    );
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("refusing to append"), "{out}");
+}
+
+fn ws_journal(case: &std::path::Path) -> Vec<irhost::journal::JournalRecord> {
+    irhost::journal::read_records(&case.join("journal.jsonl")).unwrap()
 }
 
 #[test]
