@@ -58,17 +58,25 @@ fn guardduty_events_quarantine_one_instance_once() {
     );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
 
-    // The watch journal verifies and shows every decision.
+    // The watch journal verifies and shows every decision; it is sealed
+    // when the watch stops, so `irhost verify` passes on it.
     let records = ws.journal("watch");
     assert!(matches!(records[0].event, RunEvent::WatchStarted { .. }));
+    let n = records.len();
     assert!(matches!(
-        records.last().unwrap().event,
+        records[n - 2].event,
         RunEvent::WatchStopped {
             events: 4,
             runs: 1,
             failed_runs: 0
         }
     ));
+    assert!(matches!(
+        records[n - 1].event,
+        RunEvent::CaseSealed { signed: false, .. }
+    ));
+    let verify = moto.irhost(&ws, &["verify", ws.cases().join("watch").to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
     let ds = decisions(&records);
     let by_line = |n: u64| {
         ds.iter()
@@ -595,7 +603,7 @@ fn a_line_not_utf8_or_too_long_is_journaled_and_skipped() {
         );
         assert!(
             matches!(
-                records.last().unwrap().event,
+                records[records.len() - 2].event,
                 RunEvent::WatchStopped {
                     events: 4,
                     runs: 2,
@@ -609,8 +617,16 @@ fn a_line_not_utf8_or_too_long_is_journaled_and_skipped() {
 }
 
 #[test]
-fn a_followed_file_is_read_as_it_grows() {
+fn a_followed_file_is_read_as_it_grows_and_sealed_at_an_interval() {
     let ws = Workspace::new();
+    let keygen = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .args(["keygen", "-o"])
+        .arg(ws.path().join("watch-key"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let key = ws.path().join("watch-key.key");
+    let public = ws.path().join("watch-key.pub");
     ws.playbook("pb.toml", PLAYBOOK);
     let rules = ws.path().join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
@@ -623,6 +639,10 @@ fn a_followed_file_is_read_as_it_grows() {
             rules.to_str().unwrap(),
             "--follow",
             events.to_str().unwrap(),
+            "--seal-interval",
+            "1s",
+            "--signing-key",
+            key.to_str().unwrap(),
         ])
         .current_dir(ws.path())
         .env("IRHOST_CASES_DIR", ws.cases())
@@ -676,6 +696,42 @@ fn a_followed_file_is_read_as_it_grows() {
             .iter()
             .any(|e| kind(e) == WatchDecisionKind::RunFinished)
     });
+    // Within the interval the new decisions are sealed, signed with the
+    // watch's key, and the watch journal verifies right after the seal.
+    wait_for("a seal after the run", &|r| {
+        let finished = r.iter().rposition(|x| {
+            matches!(
+                &x.event,
+                RunEvent::WatchDecision {
+                    decision: WatchDecisionKind::RunFinished,
+                    ..
+                }
+            )
+        });
+        matches!(r.last(), Some(x) if matches!(x.event, RunEvent::CaseSealed { signed: true, .. }))
+            && finished.is_some()
+    });
+    let verify = Command::new(env!("CARGO_BIN_EXE_irhost"))
+        .arg("verify")
+        .arg(ws.cases().join("watch"))
+        .arg("--key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    // Nothing new: no seal at the next ticks.
+    let seals = || {
+        std::fs::read_dir(ws.cases().join("watch/manifests"))
+            .unwrap()
+            .count()
+    };
+    let before = seals();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(seals(), before, "no seal when nothing new was recorded");
     let _ = child.kill();
     let _ = child.wait();
     let records = ws.journal("watch");

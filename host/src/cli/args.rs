@@ -215,6 +215,14 @@ pub struct WatchArgs {
     /// Targets processed at once within a run
     #[arg(long, default_value_t = 16)]
     pub run_concurrency: usize,
+    /// Seal the watch journal this often, when something new was recorded
+    /// (it is always sealed when the watch stops)
+    #[arg(long, value_name = "DURATION")]
+    pub seal_interval: Option<String>,
+    /// Ed25519 private key that signs the watch journal's seals and the
+    /// cases of the runs it starts; without one they are sealed unsigned
+    #[arg(long, value_name = "FILE", env = "IRHOST_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     /// Bearer token required by --listen (or IRHOST_API_TOKEN); needed beyond loopback
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,

@@ -21,6 +21,17 @@ pub(super) async fn watch(host: Host, args: &WatchArgs) -> Result<ExitCode, Fail
         .map(|d| parse_duration(d).map_err(|e| Failure::Invalid(format!("--dedup-window: {e}"))))
         .transpose()?;
     let token = read_token(args.token_file.as_deref())?;
+    let seal_interval = args
+        .seal_interval
+        .as_ref()
+        .map(|d| parse_duration(d).map_err(|e| Failure::Invalid(format!("--seal-interval: {e}"))))
+        .transpose()?;
+    let signing_key = args
+        .signing_key
+        .as_ref()
+        .map(|path| crate::custody::keys::SigningKey::load(path))
+        .transpose()
+        .map_err(|e| Failure::Invalid(format!("--signing-key: {e:#}")))?;
     let source = match (&args.events, &args.follow, &args.listen) {
         (Some(f), _, _) => format!("file:{}", f.display()),
         (_, Some(f), _) => format!("follow:{}", f.display()),
@@ -34,6 +45,8 @@ pub(super) async fn watch(host: Host, args: &WatchArgs) -> Result<ExitCode, Fail
         dedup_window,
         run_concurrency: args.run_concurrency,
         json: args.json,
+        signing_key,
+        seal_interval,
     };
     let watcher = Watcher::new(host, rules, options, &source)
         .await
@@ -43,6 +56,7 @@ pub(super) async fn watch(host: Host, args: &WatchArgs) -> Result<ExitCode, Fail
             WatchError::Runtime(m) => Failure::Runtime(m),
         })?;
     let watcher = Arc::new(watcher);
+    watcher.start_sealing();
     consume(&watcher, args, &source, token).await?;
     let report = watcher.finish().await;
     Ok(exit_code(report.failed_runs == 0))

@@ -35,7 +35,7 @@ use crate::target::TargetSpec;
 use claims::Claims;
 pub use http::http_router;
 use lines::{escaped, Line, LineSplitter};
-use record::emit;
+use record::WatchJournal;
 use rules::{Rule, Rules};
 
 /// Largest event accepted (a line, or a POST body that is one object).
@@ -55,6 +55,12 @@ pub struct WatchOptions {
     pub run_concurrency: usize,
     /// Print each journal record as JSON instead of a line of text.
     pub json: bool,
+    /// Signs the watch journal's seals and the cases of the runs it starts;
+    /// `None` seals them unsigned.
+    pub signing_key: Option<crate::custody::keys::SigningKey>,
+    /// Seal the watch journal this often (when something new was
+    /// recorded), besides when the watch stops.
+    pub seal_interval: Option<Duration>,
 }
 
 /// The counts of a finished watch.
@@ -73,7 +79,8 @@ pub struct Watcher {
     rules: Arc<Rules>,
     plans: HashMap<PathBuf, Arc<PlaybookPlan>>,
     options: WatchOptions,
-    journal: Arc<CaseJournal>,
+    journal: Arc<WatchJournal>,
+    sealer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     concurrency: usize,
     dedup_window: Duration,
     semaphore: Arc<Semaphore>,
@@ -141,6 +148,12 @@ impl Watcher {
             })?;
         let journal = CaseJournal::open(&journal_dir, &options.journal_id)
             .map_err(|e| WatchError::Runtime(format!("cannot open the watch journal: {e:#}")))?;
+        let journal = WatchJournal::new(
+            journal,
+            &journal_dir,
+            options.json,
+            options.signing_key.clone(),
+        );
         let concurrency = options.concurrency.unwrap_or(rules.concurrency).max(1);
         let dedup_window = options.dedup_window.unwrap_or(rules.dedup_window);
         let watcher = Watcher {
@@ -148,6 +161,7 @@ impl Watcher {
             host,
             plans,
             journal: Arc::new(journal),
+            sealer: Mutex::new(None),
             concurrency,
             dedup_window,
             semaphore: Arc::new(Semaphore::new(concurrency)),
@@ -175,7 +189,16 @@ impl Watcher {
     }
 
     fn emit(&self, event: RunEvent) {
-        emit(&self.journal, self.options.json, event);
+        self.journal.emit(event);
+    }
+
+    /// Seal the watch journal every `seal_interval` (when something new was
+    /// recorded) until the watch finishes.
+    pub fn start_sealing(&self) {
+        if let Some(every) = self.options.seal_interval {
+            let task = self.journal.clone().seal_every(every);
+            *self.sealer.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
     }
 
     /// Decide about one event. `line` is its line number in its source.
@@ -266,6 +289,7 @@ impl Watcher {
         );
         options.run_id = run_id.clone();
         options.params = rule.params(&event, fresh.first());
+        options.signing_key = self.options.signing_key.clone();
         let d = Decision {
             decision: WatchDecisionKind::Matched,
             rule: Some(rule.name.clone()),
@@ -306,7 +330,6 @@ impl Watcher {
         let semaphore = self.semaphore.clone();
         let claims = self.claims.clone();
         let journal = self.journal.clone();
-        let json = self.options.json;
         let failed_runs = self.failed_runs.clone();
         let source = source.to_string();
         let rule_name = rule.name.clone();
@@ -341,24 +364,20 @@ impl Watcher {
                 if !ok {
                     failed_runs.fetch_add(1, Ordering::Relaxed);
                 }
-                emit(
-                    &journal,
-                    json,
-                    RunEvent::WatchDecision {
-                        decision: WatchDecisionKind::RunFinished,
-                        source,
-                        line: None,
-                        event_id: None,
-                        event_sha256: None,
-                        rule: Some(rule_name),
-                        targets: labels,
-                        playbook,
-                        run_id: Some(run_id),
-                        case: Some(case),
-                        reason: Some(reason),
-                        event: None,
-                    },
-                );
+                journal.emit(RunEvent::WatchDecision {
+                    decision: WatchDecisionKind::RunFinished,
+                    source,
+                    line: None,
+                    event_id: None,
+                    event_sha256: None,
+                    rule: Some(rule_name),
+                    targets: labels,
+                    playbook,
+                    run_id: Some(run_id),
+                    case: Some(case),
+                    reason: Some(reason),
+                    event: None,
+                });
                 ok
             });
     }
@@ -506,11 +525,17 @@ impl Watcher {
             runs: self.started_runs.load(Ordering::Relaxed),
             failed_runs: self.failed_runs.load(Ordering::Relaxed),
         };
+        if let Some(sealer) = self.sealer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            sealer.abort();
+        }
         self.emit(RunEvent::WatchStopped {
             events: report.events,
             runs: report.runs,
             failed_runs: report.failed_runs,
         });
+        if let Err(e) = self.journal.seal_if_new() {
+            tracing::error!(error = %e, "sealing the watch journal failed");
+        }
         report
     }
 
