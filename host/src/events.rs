@@ -27,10 +27,11 @@ pub enum RunEvent {
         playbook: String,
         playbook_sha256: String,
         targets: Vec<String>,
-        /// The targets whole (region, account, attributes), so that
-        /// `irhost resume` runs the same ones.
+        /// The targets whole (provider, id, region, account, attributes:
+        /// the engine's target specs as JSON), so that `irhost resume`
+        /// runs the same ones.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        target_specs: Vec<crate::target::TargetSpec>,
+        target_specs: Vec<serde_json::Value>,
         concurrency: usize,
         /// Run-wide parameters (see `engine::RunOptions::params`).
         #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]

@@ -107,7 +107,10 @@ fn journal_start(
         playbook: plan.playbook.source.file().display().to_string(),
         playbook_sha256: plan.playbook.sha256.clone(),
         targets: targets.iter().map(TargetSpec::label).collect(),
-        target_specs: targets.to_vec(),
+        target_specs: targets
+            .iter()
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect(),
         concurrency: options.concurrency,
         params: options.params.clone(),
     });

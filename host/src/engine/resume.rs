@@ -82,6 +82,10 @@ pub fn progress(records: &[JournalRecord]) -> Option<CaseProgress> {
             )),
             _ => None,
         })?;
+    let specs: Vec<TargetSpec> = specs
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
     let targets = if specs.len() == labels.len() {
         specs
     } else {

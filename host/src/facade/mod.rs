@@ -56,6 +56,9 @@ use crate::runtime::{PluginRuntime, PluginSource};
 use crate::target::TargetSpec;
 
 pub use crate::cloud::doctor::{Check as DoctorCheck, Verdict as DoctorVerdict};
+/// Sealing a journal that is not a run's (the watch journal) as a case, and
+/// the key that signs it.
+pub use crate::custody::{keys::SigningKey, seal_case, Sealed};
 pub use crate::engine::resume::{read_progress, CaseProgress};
 pub use crate::engine::{RunOptions, RunSummary, StepOutcome, TargetOutcome};
 pub use crate::journal::CaseLockError;

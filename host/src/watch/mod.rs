@@ -57,7 +57,7 @@ pub struct WatchOptions {
     pub json: bool,
     /// Signs the watch journal's seals and the cases of the runs it starts;
     /// `None` seals them unsigned.
-    pub signing_key: Option<crate::custody::keys::SigningKey>,
+    pub signing_key: Option<crate::facade::SigningKey>,
     /// Seal the watch journal this often (when something new was
     /// recorded), besides when the watch stops.
     pub seal_interval: Option<Duration>,

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::custody::keys::SigningKey;
-use crate::custody::{self, Sealed};
 use crate::events::RunEvent;
+use crate::facade::{seal_case, Sealed, SigningKey};
 use crate::journal::{CaseJournal, JournalRecord};
 
 /// The watch journal of one watch session.
@@ -64,7 +63,7 @@ impl WatchJournal {
         if self.journal.records() == self.sealed.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        let sealed = custody::seal_case(
+        let sealed = seal_case(
             &self.dir,
             &self.session,
             &self.journal,
