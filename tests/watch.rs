@@ -745,3 +745,123 @@ fn a_followed_file_is_read_as_it_grows_and_sealed_at_an_interval() {
         ]
     );
 }
+
+#[test]
+fn a_restarted_watch_keeps_its_dedup_ledger_and_resumes_a_run_in_flight() {
+    let ws = Workspace::new();
+    ws.playbook(
+        "pb.toml",
+        &PLAYBOOK.replace(
+            "path = \"{test}\"",
+            "path = \"{test}\"\nconfig = { sleep_ms = 400 }",
+        ),
+    );
+    let rules = ws.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let watch = |source: &str, file: &std::path::Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_irhost"));
+        command
+            .args(["watch", "--rules", rules.to_str().unwrap(), source])
+            .arg(file)
+            .current_dir(ws.path())
+            .env("IRHOST_CASES_DIR", ws.cases())
+            .env("IRHOST_CACHE_DIR", shared_cache())
+            .env_remove("IRHOST_SIGNING_KEY");
+        command
+    };
+    let event = |id: &str, host: &str| {
+        format!(
+            "{{\"alert\": {{\"id\": \"{id}\", \"kind\": \"malware.a\", \"score\": 80, \"hosts\": [\"{host}\"]}}}}\n"
+        )
+    };
+
+    // A successful run in one watch: a second watch (a restart) still
+    // deduplicates the target within the window.
+    let first = ws.path().join("first.jsonl");
+    std::fs::write(&first, event("F1", "f-1")).unwrap();
+    let out = watch("--events", &first).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = watch("--events", &first).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = ws.journal("watch");
+    let last_start = records
+        .iter()
+        .rposition(|r| matches!(r.event, RunEvent::WatchStarted { .. }))
+        .unwrap();
+    let after: Vec<&RunEvent> = decisions(&records[last_start..]);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(kind(after[0]), WatchDecisionKind::Deduplicated);
+    assert!(
+        matches!(after[0], RunEvent::WatchDecision { reason: Some(r), .. } if r.contains("handled it")),
+        "{after:?}"
+    );
+
+    // A watch killed while its run is in flight: the next watch on the
+    // journal continues the run, without running its done steps again.
+    let follow = ws.path().join("follow.jsonl");
+    std::fs::write(&follow, "").unwrap();
+    let mut child = watch("--follow", &follow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&follow)
+        .unwrap()
+        .write_all(event("F2", "g-1").as_bytes())
+        .unwrap();
+    let case_journal = ws.cases().join("edr-F2/journal.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let records = irhost::journal::read_records(&case_journal).unwrap_or_default();
+        let snapshot_done = records
+            .iter()
+            .any(|r| matches!(&r.event, RunEvent::StepFinished { step, .. } if step == "snapshot"));
+        if snapshot_done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never took its snapshot"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let empty = ws.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = watch("--events", &empty).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let records = ws.journal("watch");
+    let last_start = records
+        .iter()
+        .rposition(|r| matches!(r.event, RunEvent::WatchStarted { .. }))
+        .unwrap();
+    let after: Vec<&RunEvent> = decisions(&records[last_start..]);
+    let kinds: Vec<WatchDecisionKind> = after.iter().map(|e| kind(e)).collect();
+    assert_eq!(
+        kinds,
+        [WatchDecisionKind::Resumed, WatchDecisionKind::RunFinished],
+        "{after:?}"
+    );
+    assert!(matches!(
+        after[1],
+        RunEvent::WatchDecision {
+            succeeded: Some(true),
+            ..
+        }
+    ));
+    let case = ws.journal("edr-F2");
+    assert!(case.iter().any(|r| matches!(&r.event,
+        RunEvent::StepResumed { step, .. } if step == "snapshot")));
+    let snapshots = case
+        .iter()
+        .filter(|r| matches!(&r.event, RunEvent::StepStarted { step, .. } if step == "snapshot"))
+        .count();
+    assert_eq!(snapshots, 1, "the snapshot ran once");
+    assert!(case.iter().any(|r| matches!(&r.event,
+        RunEvent::StepFinished { step, status: irhost::events::Status::Succeeded, .. } if step == "isolate")));
+    let verify = ws.irhost(&["verify", ws.cases().join("edr-F2").to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}

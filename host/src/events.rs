@@ -250,6 +250,10 @@ pub enum RunEvent {
         case: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// `run_finished`: whether the run succeeded (its targets then stay
+        /// claimed for the dedup window, across a restart of the watch too).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        succeeded: Option<bool>,
         /// The matched event itself (matched decisions only).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event: Option<serde_json::Value>,
@@ -277,6 +281,9 @@ pub enum WatchDecisionKind {
     Malformed,
     /// A run started by a match finished (`reason` says how).
     RunFinished,
+    /// A run that was in flight when an earlier watch on this journal
+    /// stopped, continued with `irhost resume`'s rules on start.
+    Resumed,
 }
 
 impl Status {

@@ -1,6 +1,8 @@
 //! Which targets are being or were recently handled: a target is claimed
 //! by one run at a time, and stays claimed for the dedup window after a
 //! successful run (a failed run releases it, so the next event retries).
+//! A watch restarted on the same journal restores them from it
+//! ([`super::ledger`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -56,6 +58,29 @@ impl Claims {
         (fresh, busy)
     }
 
+    /// What an earlier watch recorded: a successful run handled `labels`
+    /// `age` ago (kept for the rest of the dedup window), or a run of
+    /// theirs is still going (`age` `None`: active).
+    pub(super) fn restore(&self, labels: &[String], run_id: &str, age: Option<Duration>) {
+        let mut claims = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for label in labels {
+            let claim = match age {
+                None => Claim::Active {
+                    run_id: run_id.to_string(),
+                },
+                Some(age) => match Instant::now().checked_sub(age) {
+                    Some(at) => Claim::Done {
+                        run_id: run_id.to_string(),
+                        at,
+                    },
+                    // Older than this machine's clock can say: long past.
+                    None => continue,
+                },
+            };
+            claims.insert(label.clone(), claim);
+        }
+    }
+
     /// A run on `labels` finished: keep them claimed for the dedup window
     /// after a success, release them after a failure.
     pub(super) fn finish(&self, labels: &[String], run_id: &str, ok: bool) {
@@ -97,5 +122,29 @@ mod tests {
             .1
             .contains("dedup window"));
         assert_eq!(claims.claim(t(), "r5", Duration::ZERO).0.len(), 1);
+    }
+
+    #[test]
+    fn restored_claims_keep_the_rest_of_their_window() {
+        let claims = Claims::default();
+        let t = || vec![TargetSpec::parse("test:a").unwrap()];
+        let window = Duration::from_secs(60);
+        claims.restore(&["test:a".into()], "r0", Some(Duration::from_secs(30)));
+        let (fresh, busy) = claims.claim(t(), "r1", window);
+        assert!(
+            fresh.is_empty() && busy[0].1.contains("run r0 handled it 30s ago"),
+            "{busy:?}"
+        );
+        claims.restore(&["test:a".into()], "r0", Some(Duration::from_secs(90)));
+        assert_eq!(
+            claims.claim(t(), "r2", window).0.len(),
+            1,
+            "its window is over"
+        );
+        claims.restore(&["test:b".into()], "r3", None);
+        let b = vec![TargetSpec::parse("test:b").unwrap()];
+        assert!(claims.claim(b, "r4", window).1[0]
+            .1
+            .contains("run r3 is active"));
     }
 }

@@ -11,6 +11,7 @@ mod claims;
 pub mod conditions;
 pub mod event_paths;
 mod http;
+mod ledger;
 mod lines;
 mod record;
 pub mod rules;
@@ -136,7 +137,7 @@ impl Watcher {
                 plans.insert(rule.playbook.clone(), plan);
             }
         }
-        undeclared_params(&rules, &plans)?;
+        rules::undeclared_params(&rules, &plans)?;
         let journal_dir = options.cases_dir.join(&options.journal_id);
         // One watch writes a watch journal at a time.
         let lock =
@@ -180,6 +181,11 @@ impl Watcher {
             concurrency,
             dedup_window_s: dedup_window.as_secs(),
         });
+        // What an earlier watch on this journal left: its dedup ledger and
+        // its runs in flight.
+        let records = crate::journal::read_records(watcher.journal.path()).unwrap_or_default();
+        let in_flight = ledger::replay(&records, &watcher.claims, watcher.dedup_window);
+        watcher.resume_in_flight(in_flight);
         Ok(watcher)
     }
 
@@ -221,6 +227,7 @@ impl Watcher {
                 run_id: d.run_id.clone(),
                 case: d.case.clone(),
                 reason: d.reason.clone(),
+                succeeded: None,
                 event,
             });
         };
@@ -376,6 +383,7 @@ impl Watcher {
                     run_id: Some(run_id),
                     case: Some(case),
                     reason: Some(reason),
+                    succeeded: Some(ok),
                     event: None,
                 });
                 ok
@@ -456,6 +464,7 @@ impl Watcher {
             run_id: None,
             case: None,
             reason: Some(reason.clone()),
+            succeeded: None,
             event: None,
         });
         Decision::new(WatchDecisionKind::Malformed, None, Some(reason))
@@ -541,36 +550,6 @@ impl Watcher {
 
     pub fn concurrency(&self) -> usize {
         self.concurrency
-    }
-}
-
-/// A rule's parameters must be inputs its playbook declares: a run may set
-/// nothing else.
-fn undeclared_params(
-    rules: &Rules,
-    plans: &HashMap<PathBuf, Arc<PlaybookPlan>>,
-) -> Result<(), Diagnostics> {
-    let mut problems = Vec::new();
-    for rule in &rules.rules {
-        let inputs = &plans[&rule.playbook].playbook.inputs;
-        for name in rule.params.keys().filter(|n| !inputs.0.contains_key(*n)) {
-            let declared: Vec<&str> = inputs.0.keys().map(String::as_str).collect();
-            problems.push(rules.source.diagnostic(
-                rule.params_span.clone(),
-                &format!("rules.{}.params.{name}", rule.name),
-                format!(
-                    "`{name}` is not an input of {}: a run may set only the playbook's [inputs] ({})",
-                    rule.playbook.display(),
-                    if declared.is_empty() { "it declares none".to_string() } else { declared.join(", ") }
-                ),
-                Some("declare it under [inputs] in the playbook, or remove it from the rule"),
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Diagnostics(problems))
     }
 }
 

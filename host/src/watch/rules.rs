@@ -26,8 +26,9 @@
 //! applies to each element (a condition holds when any value satisfies it;
 //! a target path yields one target per value).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -41,6 +42,7 @@ use crate::diagnostics::{
     parse_duration, parse_toml, table_to_json, Diagnostic, Diagnostics, SourceMap,
 };
 use crate::digest::sha256_hex;
+use crate::facade::PlaybookPlan;
 use crate::target::TargetSpec;
 
 /// Runs at once, when the rules file does not say.
@@ -406,6 +408,36 @@ impl Rule {
                 (k.clone(), v)
             })
             .collect()
+    }
+}
+
+/// A rule's parameters must be inputs its playbook declares: a run may set
+/// nothing else.
+pub(super) fn undeclared_params(
+    rules: &Rules,
+    plans: &HashMap<PathBuf, Arc<PlaybookPlan>>,
+) -> Result<(), Diagnostics> {
+    let mut problems = Vec::new();
+    for rule in &rules.rules {
+        let inputs = &plans[&rule.playbook].playbook.inputs;
+        for name in rule.params.keys().filter(|n| !inputs.0.contains_key(*n)) {
+            let declared: Vec<&str> = inputs.0.keys().map(String::as_str).collect();
+            problems.push(rules.source.diagnostic(
+                rule.params_span.clone(),
+                &format!("rules.{}.params.{name}", rule.name),
+                format!(
+                    "`{name}` is not an input of {}: a run may set only the playbook's [inputs] ({})",
+                    rule.playbook.display(),
+                    if declared.is_empty() { "it declares none".to_string() } else { declared.join(", ") }
+                ),
+                Some("declare it under [inputs] in the playbook, or remove it from the rule"),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics(problems))
     }
 }
 
