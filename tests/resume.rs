@@ -412,3 +412,70 @@ fn kill_minus_nine_anywhere_in_an_aws_run_then_resume_repeats_no_cloud_change() 
         );
     }
 }
+
+#[test]
+fn ctrl_c_drains_the_run_seals_the_case_and_says_how_to_resume() {
+    let ws = Workspace::new();
+    let book = ws.playbook("slow.toml", TEST_BOOK);
+    let child = irhost(
+        &ws,
+        &[],
+        &[
+            "run",
+            book.to_str().unwrap(),
+            "--case",
+            "int-1",
+            "--target",
+            "test:a",
+            "--target",
+            "test:b",
+            "--concurrency",
+            "1",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let journal = ws.cases().join("int-1/journal.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while succeeded(&irhost::journal::read_records(&journal).unwrap_or_default()).is_empty() {
+        assert!(Instant::now() < deadline, "no step finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("continue it with `irhost resume int-1`"),
+        "{}",
+        stderr(&out)
+    );
+    // Drained, not killed: the steps not started are skipped as
+    // interrupted, and the case is sealed and verifies.
+    let records = ws.journal("int-1");
+    assert!(records.iter().any(|r| matches!(&r.event,
+        RunEvent::StepSkipped { reason, .. } if reason.contains("interrupted"))));
+    assert!(matches!(
+        records.last().unwrap().event,
+        RunEvent::CaseSealed { .. }
+    ));
+    let done = succeeded(&records);
+    assert!(done.len() < 8, "{done:?}");
+    let verify = irhost(
+        &ws,
+        &[],
+        &["verify", ws.cases().join("int-1").to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    // And resume finishes it.
+    let resume = irhost(&ws, &[], &["resume", "int-1"]).output().unwrap();
+    assert!(resume.status.success(), "{}", stderr(&resume));
+    assert_eq!(succeeded(&ws.journal("int-1")).len(), 8);
+}

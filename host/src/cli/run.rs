@@ -2,6 +2,8 @@
 //! are written, then the case's summary.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use futures::StreamExt;
 
@@ -33,12 +35,47 @@ pub(super) async fn run(host: &Host, args: &RunArgs) -> Result<ExitCode, Failure
     follow(run, args.json, run_targets).await
 }
 
+/// How long the plugin calls in flight may go on after Ctrl-C before they
+/// are cancelled.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Show a started run's records as they are written, then its summary.
+/// Ctrl-C once drains the run (no new step; the calls in flight get
+/// [`DRAIN_GRACE`], then are cancelled), seals the case and exits 130 with
+/// how to resume it; twice exits at once (the journal stays whole: a torn
+/// line is cut off when the case is opened again).
 pub(super) async fn follow(
     run: RunHandle,
     json: bool,
     targets: usize,
 ) -> Result<ExitCode, Failure> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let on_signal = {
+        let (run, interrupted) = (run.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            interrupted.store(true, Ordering::SeqCst);
+            run.drain();
+            eprintln!(
+                "interrupted: finishing the steps in flight (at most {}s), then sealing case {}; Ctrl-C again to stop at once",
+                DRAIN_GRACE.as_secs(),
+                run.case_id()
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(DRAIN_GRACE) => run.cancel(),
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("stopped at once; continue with `irhost resume {}`", run.case_id());
+                    std::process::exit(130);
+                }
+            }
+            // Past the grace: a second Ctrl-C still stops at once.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        })
+    };
     let display = RunDisplay::new(json, targets);
     let mut events = run.events();
     while let Some(record) = events.next().await {
@@ -48,9 +85,17 @@ pub(super) async fn follow(
         .wait()
         .await
         .map_err(|e| Failure::Runtime(format!("{e:#}")))?;
+    on_signal.abort();
     display.finish();
     if !json {
         print_summary(&summary);
+    }
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!(
+            "interrupted: case {} is sealed; continue it with `irhost resume {}`",
+            summary.case_id, summary.case_id
+        );
+        return Ok(ExitCode::from(130));
     }
     Ok(exit_code(summary.all_succeeded()))
 }

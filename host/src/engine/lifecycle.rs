@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::StreamExt;
-use tokio_util::sync::CancellationToken;
 
-use super::{scheduler, sealed, RunContext, RunOptions, RunSummary, TargetOutcome};
+use super::{scheduler, sealed, Interrupts, RunContext, RunOptions, RunSummary, TargetOutcome};
 use crate::custody::{self, Sealed};
 use crate::events::{RunEvent, Status};
 use crate::journal::{CaseLock, CaseLockError, CaseRecorder, RecordObserver};
@@ -32,9 +31,10 @@ pub async fn run_plan(
     targets: Vec<TargetSpec>,
     options: RunOptions,
     observer: Option<RecordObserver>,
-    cancel: CancellationToken,
+    interrupts: Interrupts,
     lock: CaseLock,
 ) -> anyhow::Result<RunSummary> {
+    let cancel = interrupts.cancel.clone();
     anyhow::ensure!(
         lock.path().parent() == Some(options.case_dir().as_path()),
         "the case lock {} is not the lock of {}",
@@ -59,13 +59,14 @@ pub async fn run_plan(
         artifacts_dir: case_dir.join("artifacts"),
         options: options.clone(),
         cancel: cancel.clone(),
+        interrupts: interrupts.clone(),
     });
     let outcomes = run_targets(&ctx, targets).await;
     let mut summary = RunSummary {
         run_id: options.run_id.clone(),
         case_id: options.case_id.to_string(),
         case_dir,
-        cancelled: cancel.is_cancelled(),
+        cancelled: interrupts.drain.is_cancelled(),
         targets: outcomes,
         seal: None,
         sealed_phase: None,

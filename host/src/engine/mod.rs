@@ -39,6 +39,36 @@ use crate::runtime::PluginRuntime;
 pub use lifecycle::{lock_case, run_plan};
 pub use step::{retry_delay, BACKOFF_BASE, BACKOFF_CAP};
 
+/// How a run is stopped from outside: `drain` starts no new step (the
+/// plugin calls in flight finish), `cancel` also abandons the calls in
+/// flight. Cancelling drains too (`drain` is `cancel`'s child).
+#[derive(Debug, Clone)]
+pub struct Interrupts {
+    pub cancel: CancellationToken,
+    pub drain: CancellationToken,
+}
+
+impl Default for Interrupts {
+    fn default() -> Self {
+        let cancel = CancellationToken::new();
+        let drain = cancel.child_token();
+        Interrupts { cancel, drain }
+    }
+}
+
+impl Interrupts {
+    /// Why no new step starts, once the run was drained or cancelled.
+    pub fn stop_reason(&self) -> Option<&'static str> {
+        if self.cancel.is_cancelled() {
+            Some("the run was cancelled")
+        } else if self.drain.is_cancelled() {
+            Some("the run was interrupted: no new step starts")
+        } else {
+            None
+        }
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -146,6 +176,7 @@ pub(crate) struct RunContext {
     pub(crate) options: RunOptions,
     pub(crate) artifacts_dir: PathBuf,
     pub(crate) cancel: CancellationToken,
+    pub(crate) interrupts: Interrupts,
 }
 
 /// Index outcomes by step id.

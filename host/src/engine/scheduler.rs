@@ -201,8 +201,8 @@ fn journal_blocks(mutating: bool, journal_failure: Option<String>) -> Option<Str
 }
 
 fn blocked_reason(ctx: &RunContext, step: &PlannedStep, states: &[StepState]) -> Option<String> {
-    if ctx.cancel.is_cancelled() {
-        return Some("the run was cancelled".into());
+    if let Some(reason) = ctx.interrupts.stop_reason() {
+        return Some(reason.into());
     }
     let steps = &ctx.plan.steps;
     for &d in &step.deps {

@@ -129,8 +129,8 @@ pub(super) async fn run(ctx: &RunContext, seal: &Sealed) -> TargetOutcome {
 /// Why a sealed step must not run: the run was cancelled, or a dependency
 /// failed (without `on_error = "continue"`) or was skipped.
 fn blocked_reason(ctx: &RunContext, step: &PlannedStep, done: &[StepOutcome]) -> Option<String> {
-    if ctx.cancel.is_cancelled() {
-        return Some("the run was cancelled".into());
+    if let Some(reason) = ctx.interrupts.stop_reason() {
+        return Some(reason.into());
     }
     step.deps.iter().find_map(|&d| dependency_blocks(&done[d]))
 }

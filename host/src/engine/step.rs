@@ -162,7 +162,7 @@ async fn call_with_retries(
             },
             _ = ctx.cancel.cancelled() => CallFailure::Cancelled,
         };
-        if !failure.retryable() || attempt >= max_attempts || ctx.cancel.is_cancelled() {
+        if !failure.retryable() || attempt >= max_attempts || ctx.interrupts.drain.is_cancelled() {
             return (Err(failure), attempt);
         }
         let delay = retry_delay(attempt, failure.retry_after());

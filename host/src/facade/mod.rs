@@ -157,7 +157,7 @@ impl Host {
             status.targets.extend(extra.targets);
         }
         let (handle, observer, finish) = RunHandle::begin(&options, status);
-        let cancel = handle.cancel_token();
+        let interrupts = handle.interrupts();
         let runtime = self.runtime.clone();
         tokio::spawn(async move {
             let result = engine::run_plan(
@@ -166,7 +166,7 @@ impl Host {
                 targets,
                 options,
                 Some(observer),
-                cancel,
+                interrupts,
                 lock,
             )
             .await;

@@ -9,10 +9,9 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
 
 use super::status::{RunState, RunStatus};
-use crate::engine::{RunOptions, RunSummary};
+use crate::engine::{Interrupts, RunOptions, RunSummary};
 use crate::journal::{JournalRecord, RecordObserver};
 
 /// How a run ended: its summary, or why it could not proceed.
@@ -30,7 +29,7 @@ struct HandleInner {
     case_id: String,
     case_dir: std::path::PathBuf,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
+    interrupts: Interrupts,
     done: watch::Receiver<Option<Outcome>>,
 }
 
@@ -60,7 +59,7 @@ impl RunHandle {
                 case_id: options.case_id.to_string(),
                 case_dir: options.case_dir(),
                 shared: shared.clone(),
-                cancel: CancellationToken::new(),
+                interrupts: Interrupts::default(),
                 done: done_rx,
             }),
         };
@@ -75,8 +74,8 @@ impl RunHandle {
         (handle, observer, finish)
     }
 
-    pub(super) fn cancel_token(&self) -> CancellationToken {
-        self.inner.cancel.clone()
+    pub(super) fn interrupts(&self) -> Interrupts {
+        self.inner.interrupts.clone()
     }
 
     pub fn run_id(&self) -> &str {
@@ -102,7 +101,15 @@ impl RunHandle {
     /// Ask the run to stop: no new step starts, running plugin calls are
     /// abandoned, and the remaining steps are journaled as skipped.
     pub fn cancel(&self) {
-        self.inner.cancel.cancel();
+        self.inner.interrupts.cancel.cancel();
+    }
+
+    /// Ask the run to finish what is running and start nothing new (Ctrl-C
+    /// once): the plugin calls in flight end on their own (or at
+    /// [`RunHandle::cancel`]), the remaining steps are journaled as skipped,
+    /// and the case is sealed; `irhost resume` continues it.
+    pub fn drain(&self) {
+        self.inner.interrupts.drain.cancel();
     }
 
     pub fn is_finished(&self) -> bool {
