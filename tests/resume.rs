@@ -262,6 +262,25 @@ fn a_killed_run_resumes_without_running_done_steps_again_and_cuts_a_torn_line() 
         .unwrap();
     assert!(started(&records[last_start..]).is_empty());
 
+    // A journal edited to claim a step done (the chain broken) is refused:
+    // resume never trusts records the chain does not vouch for.
+    let intact = std::fs::read(&journal).unwrap();
+    let forged = String::from_utf8(intact.clone()).unwrap().replacen(
+        "\"status\":\"succeeded\"",
+        "\"status\":\"skipped\"",
+        1,
+    );
+    std::fs::write(&journal, &forged).unwrap();
+    let refused = irhost(&ws, &[], &["resume", "crash-1"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("refusing to append to a broken journal"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read_to_string(&journal).unwrap(), forged);
+    std::fs::write(&journal, &intact).unwrap();
+
     // Another playbook is refused, and nothing is written.
     std::fs::write(
         &book,
